@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds nanoquant and runs every test: a Release build with warnings as errors, then the same
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer (tests labelled `slow` run in the
+# Release build only). This is exactly what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --all
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DNANOQUANT_WERROR=ON
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNANOQUANT_SANITIZE=ON \
+      -DNANOQUANT_BUILD_BENCHMARKS=OFF -DNANOQUANT_BUILD_EXAMPLES=OFF
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE slow
+
+if [[ -x scripts/fuzz.sh ]]; then scripts/fuzz.sh; fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian (bookworm) packages nanoquant builds with, and nothing else.
+# Fast when everything is present: it asks dpkg first and calls apt-get only for what is missing.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --all    also the optional ones (fuzzing, plots, AArch64 cross tests)
+set -euo pipefail
+
+required=(cmake g++ make libeigen3-dev libomp-dev catch2 libbenchmark-dev
+          nlohmann-json3-dev libcli11-dev python3-numpy)
+optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user)
+
+want=("${required[@]}")
+[[ "${1:-}" == "--all" ]] && want+=("${optional[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
