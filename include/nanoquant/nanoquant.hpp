@@ -12,3 +12,9 @@
 #include "nanoquant/core/packed_signs.hpp"
 #include "nanoquant/core/bit_budget.hpp"
 #include "nanoquant/core/factorization.hpp"
+#include "nanoquant/io/npy.hpp"
+#if __has_include(<nlohmann/json.hpp>)  // the safetensors headers parse JSON with nlohmann-json
+#include "nanoquant/io/safetensors.hpp"
+#include "nanoquant/io/checkpoint.hpp"
+#include "nanoquant/io/weights.hpp"
+#endif
