@@ -21,3 +21,9 @@
 #include "nanoquant/refine/swiglu_block.hpp"
 #include "nanoquant/baselines/residual_binary.hpp"
 #include "nanoquant/baselines/svd16.hpp"
+#include "nanoquant/io/npy.hpp"
+#if __has_include(<nlohmann/json.hpp>)  // the safetensors headers parse JSON with nlohmann-json
+#include "nanoquant/io/safetensors.hpp"
+#include "nanoquant/io/checkpoint.hpp"
+#include "nanoquant/io/weights.hpp"
+#endif
