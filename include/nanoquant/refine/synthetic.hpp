@@ -32,8 +32,12 @@ struct OutlierActivationOptions {
     Index shared_rank = 8;
     /// Standard deviation of the entries of Q. Default 0.5; >= 0.
     double shared_scale = 0.5;
-    /// Seed of the generator. Default 0.
+    /// Seed of the "model": the outlier channels, their factors and Q. Default 0.
     std::uint64_t seed = 0;
+    /// Seed of the per-token draws (g_t, a_t). Two calls with the same `seed` and different
+    /// `token_seed` give independent tokens from the same distribution (calibration vs held-out).
+    /// Default 0.
+    std::uint64_t token_seed = 0;
 };
 
 /// The outlier channel indices and factors of make_outlier_activations() for the same options.
@@ -80,12 +84,13 @@ Matrix<Scalar> make_outlier_activations(Index tokens, Index n, const OutlierActi
     Matrix<double> Q(o.shared_rank, n);
     for (Index j = 0; j < n; ++j)
         for (Index l = 0; l < o.shared_rank; ++l) Q(l, j) = o.shared_scale * rng.normal();
+    detail::Rng trng(o.token_seed ^ (0x5DEECE66DULL * (o.seed + 1)));
     Matrix<double> A(tokens, o.shared_rank);
     for (Index l = 0; l < o.shared_rank; ++l)
-        for (Index t = 0; t < tokens; ++t) A(t, l) = rng.normal();
+        for (Index t = 0; t < tokens; ++t) A(t, l) = trng.normal();
     Matrix<double> X(tokens, n);
     for (Index j = 0; j < n; ++j)
-        for (Index t = 0; t < tokens; ++t) X(t, j) = rng.normal();
+        for (Index t = 0; t < tokens; ++t) X(t, j) = trng.normal();
     if (o.shared_rank > 0) X.noalias() += A * Q;
     for (std::size_t k = 0; k < oc.index.size(); ++k) X.col(oc.index[k]) *= oc.factor[k];
     if (channels_out) *channels_out = oc;
