@@ -17,4 +17,5 @@
 #include "nanoquant/io/safetensors.hpp"
 #include "nanoquant/io/checkpoint.hpp"
 #include "nanoquant/io/weights.hpp"
+#include "nanoquant/io/factorized_file.hpp"
 #endif
