@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <nanoquant/refine/layer_reconstruction.hpp>
+#include <nanoquant/refine/synthetic.hpp>
+
+using namespace nanoquant;
+
+namespace {
+
+Matrix<double> randn(Index r, Index c, detail::Rng& rng)
+{
+    Matrix<double> M(r, c);
+    for (Index j = 0; j < c; ++j)
+        for (Index i = 0; i < r; ++i) M(i, j) = rng.normal();
+    return M;
+}
+Vector<double> rand_pos(Index n, detail::Rng& rng)
+{
+    Vector<double> v(n);
+    for (Index i = 0; i < n; ++i) v(i) = 0.5 + rng.uniform();
+    return v;
+}
+
+// Loss of continuous effective matrices (the function whose gradient layer_backward computes).
+double loss_of(const Matrix<double>& ue, const Matrix<double>& vte, const LayerParams<double>& p,
+               const Matrix<double>& X, const Matrix<double>& Y, const Vector<double>& w)
+{
+    LayerCache<double> c;
+    const Matrix<double> Yh = layer_forward<double>(ue, vte, p, X, c);
+    return weighted_output_loss<double>(Yh, Y, w, nullptr);
+}
+
+// Central differences with step h, relative error |fd - an| / max(|fd|, |an|, floor).
+template <typename Perturb>
+double max_fd_rel_error(Matrix<double> analytic, Perturb&& f, double scale_floor)
+{
+    double worst = 0;
+    for (Index j = 0; j < analytic.cols(); ++j)
+        for (Index i = 0; i < analytic.rows(); ++i) {
+            const double h = 1e-6;
+            const double fd = (f(i, j, h) - f(i, j, -h)) / (2 * h);
+            const double an = analytic(i, j);
+            const double den = std::max({std::abs(fd), std::abs(an), scale_floor});
+            worst = std::max(worst, std::abs(fd - an) / den);
+        }
+    return worst;
+}
+
+void fd_check(bool mid, bool weighted)
+{
+    detail::Rng rng(7);
+    const Index m = 7, n = 5, r = 3, B = 11;
+    LayerParams<double> p;
+    p.u = randn(m, r, rng);
+    p.vt = randn(r, n, rng);
+    p.s_out = rand_pos(m, rng);
+    if (mid) p.s_mid = rand_pos(r, rng);
+    p.s_in = rand_pos(n, rng);
+    const Matrix<double> X = randn(B, n, rng), Y = randn(B, m, rng);
+    const Vector<double> w = weighted ? rand_pos(m, rng) : Vector<double>();
+    // Continuous effective matrices (not ±1) so every term of the gradient is exercised.
+    const Matrix<double> ue = randn(m, r, rng), vte = randn(r, n, rng);
+    LayerCache<double> c;
+    Matrix<double> dY, dX;
+    const Matrix<double> Yh = layer_forward<double>(ue, vte, p, X, c);
+    weighted_output_loss<double>(Yh, Y, w, &dY);
+    LayerParams<double> g = p.zeros_like();
+    layer_backward<double>(ue, vte, p, X, c, dY, g, &dX);
+
+    const double floor = 1e-8;
+    CHECK(max_fd_rel_error(g.u, [&](Index i, Index j, double h) {
+              Matrix<double> u2 = ue; u2(i, j) += h; return loss_of(u2, vte, p, X, Y, w); }, floor) < 1e-6);
+    CHECK(max_fd_rel_error(g.vt, [&](Index i, Index j, double h) {
+              Matrix<double> v2 = vte; v2(i, j) += h; return loss_of(ue, v2, p, X, Y, w); }, floor) < 1e-6);
+    CHECK(max_fd_rel_error(g.s_out, [&](Index i, Index, double h) {
+              auto q = p; q.s_out(i) += h; return loss_of(ue, vte, q, X, Y, w); }, floor) < 1e-6);
+    CHECK(max_fd_rel_error(g.s_in, [&](Index i, Index, double h) {
+              auto q = p; q.s_in(i) += h; return loss_of(ue, vte, q, X, Y, w); }, floor) < 1e-6);
+    if (mid)
+        CHECK(max_fd_rel_error(g.s_mid, [&](Index i, Index, double h) {
+                  auto q = p; q.s_mid(i) += h; return loss_of(ue, vte, q, X, Y, w); }, floor) < 1e-6);
+    CHECK(max_fd_rel_error(dX, [&](Index i, Index j, double h) {
+              Matrix<double> X2 = X; X2(i, j) += h; return loss_of(ue, vte, p, X2, Y, w); }, floor) < 1e-6);
+}
+
+// A factorization of a planted W: random signs and positive scales.
+Factorization<double> random_factorization(Index m, Index n, Index r, bool mid, detail::Rng& rng)
+{
+    Factorization<double> f;
+    f.u = PackedSignMatrix::pack(randn(m, r, rng));
+    f.vt = PackedSignMatrix::pack(randn(r, n, rng));
+    f.s_out = rand_pos(m, rng);
+    if (mid) f.s_mid = rand_pos(r, rng);
+    f.s_in = rand_pos(n, rng) * 0.1;
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("layer backward matches central finite differences (float64)", "[refine]")
+{
+    SECTION("two scales, unweighted") { fd_check(false, false); }
+    SECTION("three scales, unweighted") { fd_check(true, false); }
+    SECTION("three scales, importance-weighted") { fd_check(true, true); }
+}
+
+TEST_CASE("hardened params reproduce the factorization they started from", "[refine]")
+{
+    detail::Rng rng(3);
+    const auto f = random_factorization(9, 6, 4, true, rng);
+    const Matrix<double> W = randn(9, 6, rng);
+    auto p = make_layer_params<double>(f, W);
+    normalize_latents(p);
+    const auto h = p.harden();
+    CHECK(h.u == f.u);
+    CHECK(h.vt == f.vt);
+    // Given latents: only magnitudes are used, signs stay those of f.
+    const Matrix<double> ul = randn(9, 4, rng), vl = randn(4, 6, rng);
+    auto p2 = make_layer_params<double>(f, W, &ul, &vl);
+    CHECK(p2.harden().u == f.u);
+    CHECK(p2.u.cwiseAbs().isApprox(ul.cwiseAbs()));
+    // Forward pass of the params equals Factorization::apply.
+    const Matrix<double> X = randn(5, 6, rng);
+    LayerCache<double> c;
+    const Matrix<double> Y1 = layer_forward<double>(sign_of(p.u), sign_of(p.vt), p, X, c);
+    const Matrix<double> Y2 = f.apply(X.transpose()).transpose();
+    CHECK((Y1 - Y2).norm() <= 1e-12 * Y2.norm());
+}
+
+TEST_CASE("reconstruction recovers a planted factorization's outputs from a perturbed start", "[refine]")
+{
+    detail::Rng rng(11);
+    const Index m = 48, n = 32, r = 8;
+    const auto target = random_factorization(m, n, r, false, rng);
+    const Matrix<double> W = target.reconstruct();
+    const Matrix<double> X = make_outlier_activations<double>(512, n, {2, 20, 50, 4, 0.5, 5});
+    const Matrix<double> Y = dense_targets<double>(W, X);
+    // Start: the planted signs with a few flipped and scales off by up to ±30 %.
+    Factorization<double> start = target;
+    Matrix<double> U = target.u.unpack<double>();
+    for (int k = 0; k < 20; ++k) U(Index(rng.below(m)), Index(rng.below(r))) *= -1;
+    start.u = PackedSignMatrix::pack(U);
+    for (Index i = 0; i < m; ++i) start.s_out(i) *= 0.7 + 0.6 * rng.uniform();
+    for (Index j = 0; j < n; ++j) start.s_in(j) *= 0.7 + 0.6 * rng.uniform();
+    auto p = make_layer_params<double>(start, W);
+    LayerReconstructionOptions o;
+    o.epochs = 30;
+    o.batch_size = 64;
+    o.lr_latent = 1e-2;
+    o.lr_scale = 1e-2;
+    const auto res = reconstruct_layer<double>(p, X, Y, o);
+    INFO("before " << res.rel_error_before() << " after " << res.rel_error_after() << " best epoch " << res.best_epoch
+                   << " flips " << res.flipped_u << "/" << res.flipped_v);
+    CHECK(res.rel_error_before() > 0.1);
+    CHECK(res.rel_error_after() < 0.5 * res.rel_error_before());
+    CHECK(res.flipped_u + res.flipped_v > 0);
+    // The reported loss is the loss of the returned factorization.
+    const double e = output_relative_error<double>(W, res.factorization.reconstruct(), X);
+    CHECK(e == Approx(res.rel_error_after()).epsilon(1e-9));
+}
+
+TEST_CASE("reconstruction never returns something worse than its start, and is seed-reproducible", "[refine]")
+{
+    detail::Rng rng(5);
+    const Index m = 40, n = 24;
+    const Matrix<double> W = randn(m, n, rng);
+    const auto f = random_factorization(m, n, 6, true, rng);
+    const Matrix<float> X = make_outlier_activations<float>(256, n, {3, 20, 100, 4, 0.5, 9});
+    const Matrix<float> Wf = W.cast<float>();
+    const Matrix<float> Y = dense_targets<float>(Wf, X);
+    Factorization<float> ff;
+    ff.u = f.u; ff.vt = f.vt; ff.s_out = f.s_out.cast<float>(); ff.s_mid = f.s_mid.cast<float>(); ff.s_in = f.s_in.cast<float>();
+    const auto p = make_layer_params<float>(ff, Wf);
+    LayerReconstructionOptions o;
+    o.epochs = 4;
+    o.seed = 42;
+    const auto a = reconstruct_layer<float>(p, X, Y, o);
+    const auto b = reconstruct_layer<float>(p, X, Y, o);
+    CHECK(a.loss_after <= a.loss_before);
+    for (double l : a.epoch_loss) CHECK(a.loss_after <= l);
+    CHECK(a.factorization.u == b.factorization.u);
+    CHECK(a.factorization.vt == b.factorization.vt);
+    CHECK(a.params.s_in == b.params.s_in);
+    CHECK(a.loss_after == b.loss_after);
+    o.seed = 43;
+    const auto c = reconstruct_layer<float>(p, X, Y, o);
+    CHECK(c.params.s_in != a.params.s_in);
+    // Zero epochs returns the start unchanged.
+    o.epochs = 0;
+    const auto z = reconstruct_layer<float>(p, X, Y, o);
+    CHECK(z.factorization.u == ff.u);
+    CHECK(z.loss_after == z.loss_before);
+}
+
+TEST_CASE("reconstruction rejects bad inputs with clear messages", "[refine]")
+{
+    using Catch::Matchers::Contains;
+    detail::Rng rng(1);
+    const auto f = random_factorization(6, 4, 2, false, rng);
+    const Matrix<double> W = randn(6, 4, rng);
+    const auto p = make_layer_params<double>(f, W);
+    const Matrix<double> X = randn(10, 4, rng), Y = randn(10, 6, rng);
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, randn(10, 5, rng), Y), Contains("X has 5 columns"));
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, randn(9, 6, rng)), Contains("X has 10 tokens (rows) but Y has 9"));
+    LayerReconstructionOptions o;
+    o.batch_size = 0;
+    REQUIRE_THROWS_AS(reconstruct_layer<double>(p, X, Y, o), nanoquant::invalid_argument);
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, o), Contains("batch_size must be >= 1, got 0"));
+    o = {};
+    o.lr_min_ratio = 2;
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, o), Contains("lr_min_ratio"));
+    Matrix<double> Xn = X;
+    Xn(3, 2) = std::nan("");
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, Xn, Y), Contains("X has 1 non-finite value"));
+    Vector<double> w = -Vector<double>::Ones(6);
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, {}, w), Contains("w_out must be >= 0"));
+    const Matrix<double> bad = randn(5, 2, rng);
+    REQUIRE_THROWS_WITH(make_layer_params<double>(f, W, &bad), Contains("u_latent must be 6x2, got 5x2"));
+}
