@@ -201,3 +201,25 @@ TEST_CASE("npy: every malformation is an io_error naming the file and the number
                Catch::Contains("invalid .npy header"));
     REQUIRE_THROWS_WITH(load_npy<float>("/nonexistent/file.npy"), Catch::Contains("/nonexistent/file.npy"));
 }
+
+TEST_CASE("npy: files written by numpy itself (v1/v2/v3, C/Fortran, f2/f4/f8, big-endian) decode exactly",
+          "[io][npy]")
+{
+    // fuzz/corpus/npy/ holds np.save / np.lib.format.write_array outputs of arange(12).reshape(3, 4)
+    const std::string dir = std::string(NANOQUANT_DATA_DIR) + "/../../fuzz/corpus/npy/";
+    Matrix<float> M(3, 4);
+    for (Index i = 0; i < 3; ++i)
+        for (Index j = 0; j < 4; ++j) M(i, j) = float(4 * i + j);
+    for (const char* f : {"f32_c.npy", "f32_f.npy", "f16.npy", "be.npy", "v2.npy", "v3.npy"}) {
+        INFO(f);
+        REQUIRE(load_npy<float>(dir + f) == M);
+    }
+    REQUIRE(read_npy_header(dir + "v3.npy").major_version == 3);
+    REQUIRE(read_npy_header(dir + "f32_f.npy").fortran_order);
+    const Matrix<double> v = load_npy<double>(dir + "f64_1d.npy");
+    REQUIRE(v.rows() == 5);
+    REQUIRE(v(4, 0) == 4.0);
+    Matrix<float> B(2, 2);
+    B << 1, 2, 3, 4;
+    REQUIRE(load_npy<float>(dir + "bf16.npy") == B);
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// \file gemv.hpp
+/// Entry point of the packed-sign kernels: y = s_out ⊙ (U · (s_mid ⊙ (Vᵀ · (s_in ⊙ x)))) for one
+/// token (gemv) or a batch (gemm), on a PackedLayer (packed_layer.hpp), with the variant chosen by
+/// dispatch.hpp. Two precisions:
+///  - Precision::Float32: float32 activations and accumulation ("exact": no quantization; only
+///    the float summation order differs from the dense product);
+///  - Precision::Int8: the input of each stage (s_in ⊙ x, then the rank vector t) is quantized to
+///    int8 with one absmax scale per token and stage, the sign products are exact in int32, and
+///    results are bit-identical on every variant and thread count. Its error is in docs/kernels.md.
+/// OpenMP partitions output rows (never a reduction), so results do not depend on the thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "nanoquant/core/types.hpp"
+#include "nanoquant/error.hpp"
+#include "nanoquant/kernels/dispatch.hpp"
+#include "nanoquant/kernels/packed_layer.hpp"
+
+namespace nanoquant {
+namespace kernels {
+
+/// Arithmetic of the activations.
+enum class Precision {
+    Float32,  ///< float32 activations, exact up to float summation order
+    Int8      ///< int8 activations (per-token absmax), int32 sign sums: faster, approximate
+};
+
+/// Options of gemv()/gemm().
+struct GemvOptions {
+    /// Threads over output rows: 0 = OpenMP's default (omp_get_max_threads), 1 = serial. Must be
+    /// >= 0. Ignored (serial) without OpenMP or inside an enclosing parallel region.
+    int num_threads = 1;
+    /// Float32 (default) or Int8 activations.
+    Precision precision = Precision::Float32;
+    /// Kernel variant; nullptr (default) = active_kernels(). For tests and benchmarks.
+    const KernelTable* kernels = nullptr;
+
+    /// Throws nanoquant::invalid_argument naming the field if a value is out of range.
+    void validate(const char* where = "GemvOptions::validate") const
+    {
+        NANOQUANT_CHECK(num_threads >= 0, where, "num_threads must be >= 0, got " << num_threads);
+    }
+};
+
+namespace detail {
+
+/// Per-thread scratch reused across calls (grown, never shrunk).
+struct GemvScratch {
+    AlignedVector<float> xs, t, o1, o2, fscale;
+    AlignedVector<std::int8_t> q1, q2;
+    AlignedVector<std::int32_t> d1, d2, qsum;
+};
+inline GemvScratch& gemv_scratch()
+{
+    thread_local GemvScratch s;
+    return s;
+}
+template <typename T>
+inline T* grow(AlignedVector<T>& v, Index n)
+{
+    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+    return v.data();
+}
+
+/// Row blocks [begin, end) of `blocks` for thread `tid` of `nth` (contiguous, balanced).
+inline void block_range(Index blocks, int tid, int nth, Index& begin, Index& end)
+{
+    begin = blocks * tid / nth;
+    end = blocks * (tid + 1) / nth;
+}
+
+/// Quantizes v[0..len) to int8 with one absmax scale: v ≈ scale·q. q[len..padded) = 0.
+/// Returns the scale (0 for an all-zero v, NaN if v has a non-finite entry) and writes Σ q to *qsum.
+inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum)
+{
+    float amax = 0.0f;
+    bool finite = true;
+    for (Index j = 0; j < len; ++j) {
+        finite = finite && std::isfinite(v[j]);
+        amax = std::max(amax, std::fabs(v[j]));
+    }
+    std::int32_t s = 0;
+    if (amax == 0.0f || !finite) {  // a non-finite input is reported by the caller (NaN scale)
+        std::memset(q, 0, std::size_t(padded));
+        *qsum = 0;
+        return finite ? 0.0f : NAN;
+    }
+    const float inv = 127.0f / amax;
+    for (Index j = 0; j < len; ++j) {
+        const float r = std::nearbyint(v[j] * inv);
+        const std::int8_t qi = static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, r)));
+        q[j] = qi;
+        s += qi;
+    }
+    std::memset(q + len, 0, std::size_t(padded - len));
+    *qsum = s;
+    return amax / 127.0f;
+}
+
+inline void check_layer_io(const PackedLayer& L, Index batch, Index ldx, Index ldy, const GemvOptions& opt)
+{
+    constexpr const char* where = "nanoquant::kernels::gemm";
+    opt.validate(where);
+    NANOQUANT_CHECK(batch >= 0, where, "batch must be >= 0, got " << batch);
+    NANOQUANT_CHECK(ldx >= L.n, where, "ldx = " << ldx << " is smaller than the input size n = " << L.n);
+    NANOQUANT_CHECK(ldy >= L.m, where, "ldy = " << ldy << " is smaller than the output size m = " << L.m);
+    L.validate(where);
+}
+
+}  // namespace detail
+
+/// Y = Ŵ X for `batch` tokens: token b reads X + b·ldx (n floats) and writes Y + b·ldy (m floats).
+/// Batch 1 uses the GEMV kernels, larger batches the GEMM kernels (which reuse each sign word
+/// across tokens). X and Y must not overlap.
+/// \throws nanoquant::invalid_argument on bad options, strides or (Int8) non-finite input.
+inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, float* Y, Index ldy,
+                 const GemvOptions& opt = {})
+{
+    detail::check_layer_io(L, batch, ldx, ldy, opt);
+    if (batch == 0 || L.m == 0) return;
+    const KernelTable& K = opt.kernels ? *opt.kernels : active_kernels();
+    const Index m = L.m, r = L.r, n = L.n;
+    const Index np = L.vt.cols_padded(), rp = L.u.cols_padded();    // padded inputs of the stages
+    const Index r16 = L.vt.rows_padded(), m16 = L.u.rows_padded();  // padded outputs of the stages
+    detail::GemvScratch& S = detail::gemv_scratch();
+    float* xs = detail::grow(S.xs, batch * np);
+    float* t = detail::grow(S.t, batch * rp);
+    float* fscale = detail::grow(S.fscale, 2 * batch);
+    const bool int8 = opt.precision == Precision::Int8;
+    float* o1 = nullptr;
+    float* o2 = nullptr;
+    std::int8_t* q1 = nullptr;
+    std::int8_t* q2 = nullptr;
+    std::int32_t *d1 = nullptr, *d2 = nullptr, *qsum = nullptr;
+
+    for (Index b = 0; b < batch; ++b) {
+        float* xb = xs + b * np;
+        const float* in = X + b * ldx;
+        for (Index j = 0; j < n; ++j) xb[j] = L.s_in[std::size_t(j)] * in[j];
+        std::fill(xb + n, xb + np, 0.0f);
+        std::fill(t + b * rp + r, t + (b + 1) * rp, 0.0f);
+    }
+    if (int8) {
+        q1 = detail::grow(S.q1, batch * np);
+        q2 = detail::grow(S.q2, batch * rp);
+        d1 = detail::grow(S.d1, batch * r16);
+        d2 = detail::grow(S.d2, batch * m16);
+        qsum = detail::grow(S.qsum, batch);
+        for (Index b = 0; b < batch; ++b) {
+            fscale[b] = detail::quantize_i8(xs + b * np, n, np, q1 + b * np, qsum + b);
+            NANOQUANT_CHECK(!std::isnan(fscale[b]), "nanoquant::kernels::gemm",
+                            "the Int8 path needs finite inputs, but s_in ⊙ x of token " << b
+                                                                                     << " has a non-finite entry");
+        }
+    } else {
+        o1 = detail::grow(S.o1, batch * r16);
+        o2 = detail::grow(S.o2, batch * m16);
+    }
+
+    int nth = opt.num_threads;
+#ifdef _OPENMP
+    if (nth == 0) nth = omp_get_max_threads();
+    if (omp_in_parallel()) nth = 1;
+#else
+    nth = 1;
+#endif
+    nth = std::max(1, nth);
+    // Each thread owns whole row blocks of each stage; the two stages meet at a barrier.
+    auto body = [&](int tid, int nthreads) {
+        Index a, e;
+        detail::block_range(L.vt.row_blocks, tid, nthreads, a, e);
+        if (e > a) {
+            const Index k0 = 16 * a, k1 = std::min(16 * e, r);
+            const std::uint32_t* T1 = L.vt.words.data();
+            if (!int8) {
+                if (batch == 1) K.dot_f32(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, o1);
+                else K.dot_f32_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, np, batch, o1, r16);
+                for (Index b = 0; b < batch; ++b)
+                    for (Index k = k0; k < k1; ++k) t[b * rp + k] = L.s_mid[std::size_t(k)] * o1[b * r16 + k];
+            } else {
+                if (batch == 1) K.dot_i8(T1, L.vt.row_blocks, L.vt.col_words, a, e, q1, d1);
+                else K.dot_i8_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, q1, np, batch, d1, r16);
+                for (Index b = 0; b < batch; ++b)
+                    for (Index k = k0; k < k1; ++k)
+                        t[b * rp + k] = L.s_mid[std::size_t(k)] * (fscale[b] * float(d1[b * r16 + k]));
+            }
+        }
+        if (int8) {
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp single
+#endif
+            for (Index b = 0; b < batch; ++b)
+                fscale[batch + b] = detail::quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
+        } else {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        }
+        detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
+        if (e > a) {
+            const Index i0 = 16 * a, i1 = std::min(16 * e, m);
+            const std::uint32_t* T2 = L.u.words.data();
+            if (!int8) {
+                if (batch == 1) K.dot_f32(T2, L.u.row_blocks, L.u.col_words, a, e, t, o2);
+                else K.dot_f32_batch(T2, L.u.row_blocks, L.u.col_words, a, e, t, rp, batch, o2, m16);
+                for (Index b = 0; b < batch; ++b)
+                    for (Index i = i0; i < i1; ++i) Y[b * ldy + i] = L.s_out[std::size_t(i)] * o2[b * m16 + i];
+            } else {
+                if (batch == 1) K.dot_i8(T2, L.u.row_blocks, L.u.col_words, a, e, q2, d2);
+                else K.dot_i8_batch(T2, L.u.row_blocks, L.u.col_words, a, e, q2, rp, batch, d2, m16);
+                for (Index b = 0; b < batch; ++b)
+                    for (Index i = i0; i < i1; ++i)
+                        Y[b * ldy + i] = L.s_out[std::size_t(i)] * (fscale[batch + b] * float(d2[b * m16 + i]));
+            }
+        }
+    };
+    if (nth == 1) {
+        body(0, 1);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+        body(omp_get_thread_num(), omp_get_num_threads());
+#endif
+    }
+    if (int8) {
+        // A non-finite rank vector t (scales too large) cannot be quantized: report it.
+        for (Index b = 0; b < batch; ++b)
+            NANOQUANT_CHECK(!std::isnan(fscale[batch + b]), "nanoquant::kernels::gemm",
+                            "the Int8 path produced a non-finite rank vector t for token " << b
+                                                                                           << " (scales too large)");
+    }
+}
+
+/// y = Ŵ x for one token (x: n floats, y: m floats; must not overlap).
+/// \throws nanoquant::invalid_argument on bad options or (Int8) non-finite input.
+inline void gemv(const PackedLayer& L, const float* x, float* y, const GemvOptions& opt = {})
+{
+    gemm(L, x, L.n, 1, y, L.m, opt);
+}
+
+/// y = Ŵ x, Eigen front door.
+/// \throws nanoquant::invalid_argument if x.size() != L.n (or as gemv()).
+inline Vector<float> gemv(const PackedLayer& L, const Eigen::Ref<const Vector<float>>& x, const GemvOptions& opt = {})
+{
+    NANOQUANT_CHECK(x.size() == L.n, "nanoquant::kernels::gemv", "x has " << x.size() << " entries, expected n = " << L.n);
+    Vector<float> y(L.m);
+    gemv(L, x.data(), y.data(), opt);
+    return y;
+}
+
+/// Y = Ŵ X for the columns of X (n × batch, column-major), Eigen front door.
+/// \throws nanoquant::invalid_argument if X.rows() != L.n (or as gemm()).
+inline Matrix<float> gemm(const PackedLayer& L, const Eigen::Ref<const Matrix<float>>& X, const GemvOptions& opt = {})
+{
+    NANOQUANT_CHECK(X.rows() == L.n, "nanoquant::kernels::gemm", "X has " << X.rows() << " rows, expected n = " << L.n);
+    Matrix<float> Y(L.m, X.cols());
+    gemm(L, X.data(), X.outerStride(), X.cols(), Y.data(), L.m, opt);
+    return Y;
+}
+
+}  // namespace kernels
+}  // namespace nanoquant

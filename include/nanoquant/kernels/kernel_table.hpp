@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// \file kernel_table.hpp
+/// The signature every kernel variant implements: signed sums of a vector (or a batch of vectors)
+/// over the rows of a TiledSigns matrix (packed_layer.hpp). The two stages of a PackedLayer GEMV
+/// are two calls.
+///
+/// Conventions shared by all functions below:
+///  - `tiles` is TiledSigns::words.data(), `row_blocks` and `col_words` its fields;
+///  - a call computes the row blocks [rb_begin, rb_end) (rows 16·rb_begin ... 16·rb_end − 1,
+///    padding rows included) and writes out[16·R + l] for those rows;
+///  - the vector operand holds 32·col_words entries, zero past the logical length;
+///  - `out[i]` receives \f$\sum_j s_{ij} x_j\f$.
+
+#include <cstdint>
+
+#include "nanoquant/core/types.hpp"
+
+namespace nanoquant {
+namespace kernels {
+
+/// Float path: out[i] = Σ_j s_ij x_j, float32 arithmetic.
+using DotF32Fn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
+                          Index rb_end, const float* x, float* out);
+/// Integer path: out[i] = Σ_j s_ij q_j, exact in int32; |q_j| <= 127.
+using DotI8Fn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
+                         Index rb_end, const std::int8_t* q, std::int32_t* out);
+/// Batched float path: token b reads X + b·ldx and writes out + b·ldo (ldx, ldo multiples of 16).
+using DotF32BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
+                               Index rb_end, const float* X, Index ldx, Index batch, float* out, Index ldo);
+/// Batched integer path: token b reads Q + b·ldq (ldq a multiple of 64) and writes out + b·ldo, exact.
+using DotI8BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
+                              Index rb_end, const std::int8_t* Q, Index ldq, Index batch, std::int32_t* out,
+                              Index ldo);
+
+/// Instruction-set targets a kernel variant is written for.
+enum class KernelTarget {
+    Scalar,  ///< plain C++ reference (always available; defines the results of the integer path)
+    Avx2,    ///< x86-64 AVX2 + FMA + BMI2
+    Avx512,  ///< x86-64 AVX-512 F/BW/VL/DQ/VNNI/VBMI
+    Neon     ///< AArch64 Advanced SIMD
+};
+
+/// One variant's kernels.
+struct KernelTable {
+    KernelTarget target;       ///< which variant
+    const char* name;          ///< "scalar", "avx2", "avx512" or "neon"
+    DotF32Fn dot_f32;          ///< float GEMV rows
+    DotI8Fn dot_i8;            ///< int8 GEMV rows
+    DotF32BatchFn dot_f32_batch;  ///< float GEMM rows
+    DotI8BatchFn dot_i8_batch;    ///< int8 GEMM rows
+};
+
+}  // namespace kernels
+}  // namespace nanoquant

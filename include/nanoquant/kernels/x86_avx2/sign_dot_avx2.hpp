@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// \file sign_dot_avx2.hpp
+/// AVX2 kernels over the tiled layout, compiled through function-level target attributes (no global
+/// -m flag needed). Only call them when the CPU supports AVX2, FMA and BMI2 (dispatch.hpp).
+///
+/// Eight rows of a tile sit in the lanes of one register. For column b, VPSLLVD moves bit b of every
+/// lane to the sign position; VBLENDVPS (float) or VPSIGND (integer) then applies the sign to the
+/// broadcast input. The float sum runs in column order, like the scalar reference. This is the
+/// portable x86 fallback; the AVX-512 variant is the fast one.
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NANOQUANT_HAVE_AVX2_KERNELS 1
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "nanoquant/kernels/kernel_table.hpp"
+
+#define NANOQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt")))
+
+namespace nanoquant {
+namespace kernels {
+namespace avx2 {
+
+namespace detail {
+/// Up to 4 tokens × 8 rows (half h of row block R) of the float path.
+NANOQUANT_TARGET_AVX2 inline void f32_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R,
+                                           int h, const float* X, Index ldx, int T, float* out, Index ldo)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i one = _mm256_set1_epi32(1);
+    for (Index c = 0; c < col_words; ++c) {
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tiles + (c * row_blocks + R) * 16 + 8 * h));
+        __m256i cnt = _mm256_set1_epi32(31);
+        for (int b = 0; b < 32; ++b) {
+            const __m256 m = _mm256_castsi256_ps(_mm256_sllv_epi32(v, cnt));
+            cnt = _mm256_sub_epi32(cnt, one);
+            for (int t = 0; t < T; ++t) {
+                const float xv = X[t * ldx + 32 * c + b];
+                acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_set1_ps(xv), _mm256_set1_ps(-xv), m));
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) _mm256_store_ps(out + t * ldo + 16 * R + 8 * h, acc[t]);
+}
+
+/// Up to 4 tokens × 8 rows of the integer path (exact).
+NANOQUANT_TARGET_AVX2 inline void i8_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R,
+                                          int h, const std::int8_t* Q, Index ldq, int T, std::int32_t* out, Index ldo)
+{
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    const __m256i one = _mm256_set1_epi32(1);
+    for (Index c = 0; c < col_words; ++c) {
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tiles + (c * row_blocks + R) * 16 + 8 * h));
+        __m256i cnt = _mm256_set1_epi32(31);
+        for (int b = 0; b < 32; ++b) {
+            // Negative where the bit is set, positive (>= 1) otherwise: the sign operand of VPSIGND.
+            const __m256i s = _mm256_or_si256(_mm256_sllv_epi32(v, cnt), one);
+            cnt = _mm256_sub_epi32(cnt, one);
+            for (int t = 0; t < T; ++t)
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_sign_epi32(_mm256_set1_epi32(Q[t * ldq + 32 * c + b]), s));
+        }
+    }
+    for (int t = 0; t < T; ++t)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out + t * ldo + 16 * R + 8 * h), acc[t]);
+}
+}  // namespace detail
+
+/// Float rows (see DotF32Fn).
+NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                          Index rb_begin, Index rb_end, const float* x, float* out)
+{
+    for (Index R = rb_begin; R < rb_end; ++R)
+        for (int h = 0; h < 2; ++h) detail::f32_rows(tiles, row_blocks, col_words, R, h, x, 0, 1, out, 0);
+}
+
+/// Integer rows (see DotI8Fn).
+NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                         Index rb_begin, Index rb_end, const std::int8_t* q, std::int32_t* out)
+{
+    for (Index R = rb_begin; R < rb_end; ++R)
+        for (int h = 0; h < 2; ++h) detail::i8_rows(tiles, row_blocks, col_words, R, h, q, 0, 1, out, 0);
+}
+
+/// Batched float rows (see DotF32BatchFn): each sign mask is applied to 4 tokens.
+NANOQUANT_TARGET_AVX2 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                Index rb_begin, Index rb_end, const float* X, Index ldx, Index batch,
+                                                float* out, Index ldo)
+{
+    for (Index b = 0; b < batch; b += 4) {
+        const int T = int(batch - b < 4 ? batch - b : 4);
+        for (Index R = rb_begin; R < rb_end; ++R)
+            for (int h = 0; h < 2; ++h)
+                detail::f32_rows(tiles, row_blocks, col_words, R, h, X + b * ldx, ldx, T, out + b * ldo, ldo);
+    }
+}
+
+/// Batched integer rows (see DotI8BatchFn): each sign mask is applied to 4 tokens.
+NANOQUANT_TARGET_AVX2 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
+                                               Index batch, std::int32_t* out, Index ldo)
+{
+    for (Index b = 0; b < batch; b += 4) {
+        const int T = int(batch - b < 4 ? batch - b : 4);
+        for (Index R = rb_begin; R < rb_end; ++R)
+            for (int h = 0; h < 2; ++h)
+                detail::i8_rows(tiles, row_blocks, col_words, R, h, Q + b * ldq, ldq, T, out + b * ldo, ldo);
+    }
+}
+
+/// The AVX2 variant's table.
+inline const KernelTable& table()
+{
+    static const KernelTable t{KernelTarget::Avx2, "avx2", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch};
+    return t;
+}
+
+}  // namespace avx2
+}  // namespace kernels
+}  // namespace nanoquant
+#endif

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// \file sign_dot_avx512.hpp
+/// AVX-512 kernels (F/BW/VL/DQ/VNNI/VBMI) over the tiled layout, compiled through function-level
+/// target attributes so that no global -m flag is needed. Only call them when the CPU supports these
+/// extensions (dispatch.hpp).
+///
+/// Lookup tables (in the spirit of T-MAC): for each group of 4 columns the 16 possible signed sums
+/// of its 4 inputs are built once per vector; 16 rows sit in the 32-bit lanes of one register and
+/// each 4-bit nibble of signs selects one table entry per lane.
+///  - Float path (GEMV and GEMM): tables are 16 floats, looked up with VPERMPS (which reads only the
+///    low 4 bits of each lane, so a right shift of the tile by 4g selects group g).
+///  - Integer GEMV: tables hold exact int16 sums split into a low (u8) and a high (s8) byte plane;
+///    VPERMB looks up 4 groups per register (byte k of a lane indexes entries 16k..16k+15), and
+///    VPDPBUSD adds the 4 bytes of each lane: y = Σ lo + 256·Σ hi, exact.
+///  - Integer GEMM: each 4-column group of a tile becomes four 0/1 bytes per row (VPERMD by the
+///    nibble), shared by all tokens, and VPDPBUSD with each token's 4 inputs broadcast adds
+///    Σ_{s=−1} q for 16 rows; Σ s·q = Σ q − 2·Σ_{s=−1} q.
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NANOQUANT_HAVE_AVX512_KERNELS 1
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "nanoquant/kernels/kernel_table.hpp"
+#include "nanoquant/kernels/packed_layer.hpp"
+
+#define NANOQUANT_TARGET_AVX512                                                                        \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,bmi,bmi2," \
+                          "popcnt")))
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the pass-through operand, which trips
+// -Wmaybe-uninitialized once inlined here; the value is never used.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace nanoquant {
+namespace kernels {
+namespace avx512 {
+
+/// Tiles prefetched ahead of the current one in each stream (a prefetch never faults, so running
+/// past the buffer end is harmless).
+constexpr Index kPrefetchTiles = 32;
+
+namespace detail {
+/// Lane e = −1 where bit t of e is set, else +1.
+NANOQUANT_TARGET_AVX512 inline __m512 sign_pattern(int t)
+{
+    const __m512i e = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __mmask16 neg = _mm512_test_epi32_mask(e, _mm512_set1_epi32(1 << t));
+    return _mm512_mask_blend_ps(neg, _mm512_set1_ps(1.0f), _mm512_set1_ps(-1.0f));
+}
+
+/// The 16 signed sums of x[0..3]: lane e = Σ_t (bit t of e ? −x_t : x_t), in a fixed order.
+NANOQUANT_TARGET_AVX512 inline __m512 group_table(const float* x, __m512 s0, __m512 s1, __m512 s2, __m512 s3)
+{
+    __m512 t = _mm512_mul_ps(_mm512_set1_ps(x[0]), s0);
+    t = _mm512_fmadd_ps(_mm512_set1_ps(x[1]), s1, t);
+    t = _mm512_fmadd_ps(_mm512_set1_ps(x[2]), s2, t);
+    return _mm512_fmadd_ps(_mm512_set1_ps(x[3]), s3, t);
+}
+
+/// Sum of the 16 lookups of one strip (2 column words) for one row block, as a fixed tree.
+NANOQUANT_TARGET_AVX512 inline __m512 strip_sum(__m512i v0, __m512i v1, const __m512* tab)
+{
+#define NQ_P(V, K, T) _mm512_permutexvar_ps(K == 0 ? V : _mm512_srli_epi32(V, 4 * K), T)
+    const __m512 a0 = _mm512_add_ps(NQ_P(v0, 0, tab[0]), NQ_P(v0, 1, tab[1]));
+    const __m512 a1 = _mm512_add_ps(NQ_P(v0, 2, tab[2]), NQ_P(v0, 3, tab[3]));
+    const __m512 a2 = _mm512_add_ps(NQ_P(v0, 4, tab[4]), NQ_P(v0, 5, tab[5]));
+    const __m512 a3 = _mm512_add_ps(NQ_P(v0, 6, tab[6]), NQ_P(v0, 7, tab[7]));
+    const __m512 a4 = _mm512_add_ps(NQ_P(v1, 0, tab[8]), NQ_P(v1, 1, tab[9]));
+    const __m512 a5 = _mm512_add_ps(NQ_P(v1, 2, tab[10]), NQ_P(v1, 3, tab[11]));
+    const __m512 a6 = _mm512_add_ps(NQ_P(v1, 4, tab[12]), NQ_P(v1, 5, tab[13]));
+    const __m512 a7 = _mm512_add_ps(NQ_P(v1, 6, tab[14]), NQ_P(v1, 7, tab[15]));
+#undef NQ_P
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                         _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+}
+}  // namespace detail
+
+/// Float rows (see DotF32Fn): strips of 64 columns, 16 tables in registers, all row blocks swept
+/// per strip.
+NANOQUANT_TARGET_AVX512 inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                            Index rb_begin, Index rb_end, const float* x, float* out)
+{
+    if (col_words == 0) {
+        for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_ps(out + 16 * R, _mm512_setzero_ps());
+        return;
+    }
+    const __m512 s0 = detail::sign_pattern(0), s1 = detail::sign_pattern(1);
+    const __m512 s2 = detail::sign_pattern(2), s3 = detail::sign_pattern(3);
+    for (Index c = 0; c < col_words; c += 2) {
+        __m512 tab[16];
+        for (int g = 0; g < 16; ++g) tab[g] = detail::group_table(x + 32 * c + 4 * g, s0, s1, s2, s3);
+        const std::uint32_t* t0 = tiles + (c * row_blocks) * 16;
+        const std::uint32_t* t1 = tiles + ((c + 1) * row_blocks) * 16;
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            // Weights come from DRAM once per call: prefetch 2 KiB ahead in both streams (the
+            // hardware prefetcher stops at every 4 KiB page).
+            _mm_prefetch(reinterpret_cast<const char*>(t0 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(t1 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
+            const __m512i v0 = _mm512_load_si512(t0 + 16 * R);
+            const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
+            const __m512 s = detail::strip_sum(v0, v1, tab);
+            _mm512_store_ps(out + 16 * R, c == 0 ? s : _mm512_add_ps(_mm512_load_ps(out + 16 * R), s));
+        }
+    }
+}
+
+namespace detail {
+/// Integer tables of one column word (32 inputs, groups g = 0..7): four 64-byte planes
+/// [A.lo, A.hi, B.lo, B.hi]; A holds groups 0, 2, 4, 6 and B groups 1, 3, 5, 7, group 2k + h at
+/// bytes 16k..16k+15 of its plane; lo/hi are the low and high bytes of the exact int16 sums.
+NANOQUANT_TARGET_AVX512 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables)
+{
+    // Lane e of s_t: −1 where bit t of e is set.
+    const __m256i e = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __mmask16 neg[4];
+    for (int t = 0; t < 4; ++t) neg[t] = _mm256_test_epi16_mask(e, _mm256_set1_epi16(short(1 << t)));
+    const __m256i zero = _mm256_setzero_si256();
+    for (Index c = 0; c < col_words; ++c) {
+        std::int8_t* T = tables + 256 * c;
+        for (int g = 0; g < 8; ++g) {
+            const std::int8_t* qg = q + 32 * c + 4 * g;
+            __m256i sum = zero;
+            for (int t = 0; t < 4; ++t) {
+                const __m256i v = _mm256_set1_epi16(qg[t]);
+                sum = _mm256_add_epi16(sum, _mm256_mask_sub_epi16(v, neg[t], zero, v));
+            }
+            const int k = g / 2, h = g % 2;
+            _mm_store_si128(reinterpret_cast<__m128i*>(T + 128 * h + 16 * k), _mm256_cvtepi16_epi8(sum));
+            _mm_store_si128(reinterpret_cast<__m128i*>(T + 128 * h + 64 + 16 * k),
+                            _mm256_cvtepi16_epi8(_mm256_srai_epi16(sum, 8)));
+        }
+    }
+}
+
+/// Σ over one column word for 16 rows: acc_lo += Σ lo bytes, acc_hi += Σ hi bytes.
+NANOQUANT_TARGET_AVX512 inline void lut_word(__m512i v, const std::int8_t* T, __m512i& acc_lo, __m512i& acc_hi)
+{
+    const __m512i nib = _mm512_set1_epi32(0x0F0F0F0F);
+    const __m512i off = _mm512_set1_epi32(0x30201000);  // byte k indexes entries 16k..16k+15
+    const __m512i ones = _mm512_set1_epi8(1);
+    // (v & nib) | off in one VPTERNLOGD (imm 0xEA = (A & B) | C).
+    const __m512i ia = _mm512_ternarylogic_epi32(v, nib, off, 0xEA);
+    const __m512i ib = _mm512_ternarylogic_epi32(_mm512_srli_epi32(v, 4), nib, off, 0xEA);
+    const __m512i alo = _mm512_permutexvar_epi8(ia, _mm512_load_si512(T));
+    const __m512i ahi = _mm512_permutexvar_epi8(ia, _mm512_load_si512(T + 64));
+    const __m512i blo = _mm512_permutexvar_epi8(ib, _mm512_load_si512(T + 128));
+    const __m512i bhi = _mm512_permutexvar_epi8(ib, _mm512_load_si512(T + 192));
+    acc_lo = _mm512_dpbusd_epi32(acc_lo, alo, ones);  // lo bytes are unsigned
+    acc_lo = _mm512_dpbusd_epi32(acc_lo, blo, ones);
+    acc_hi = _mm512_dpbusd_epi32(acc_hi, ones, ahi);  // hi bytes are signed
+    acc_hi = _mm512_dpbusd_epi32(acc_hi, ones, bhi);
+}
+}  // namespace detail
+
+/// Integer rows (see DotI8Fn): int16 lookup tables in byte planes, VPERMB + VPDPBUSD, exact.
+/// Uses a thread-local table buffer of 256 bytes per column word.
+NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                           Index rb_begin, Index rb_end, const std::int8_t* q, std::int32_t* out)
+{
+    thread_local AlignedVector<std::int8_t> buf;
+    if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
+    std::int8_t* tables = buf.data();
+    detail::build_i8_tables(q, col_words, tables);
+    // Strips of 4 column words (128 columns): 1 KiB of tables stays in L1 across all row blocks.
+    for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_si512(out + 16 * R, _mm512_setzero_si512());
+    for (Index c = 0; c < col_words; c += 4) {
+        const Index cw = col_words - c < 4 ? col_words - c : 4;
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            __m512i lo = _mm512_setzero_si512(), hi = lo;
+            for (Index k = 0; k < cw; ++k)
+                _mm_prefetch(reinterpret_cast<const char*>(tiles + ((c + k) * row_blocks + R + kPrefetchTiles) * 16),
+                             _MM_HINT_T0);
+            for (Index k = 0; k < cw; ++k)
+                detail::lut_word(_mm512_load_si512(tiles + ((c + k) * row_blocks + R) * 16), tables + 256 * (c + k),
+                                 lo, hi);
+            const __m512i s = _mm512_add_epi32(lo, _mm512_slli_epi32(hi, 8));
+            _mm512_store_si512(out + 16 * R, _mm512_add_epi32(_mm512_load_si512(out + 16 * R), s));
+        }
+    }
+}
+
+/// Batched float rows (see DotF32BatchFn): per strip, every token's 16 tables are built into a
+/// thread-local buffer (L1) and the tile indices are shared by all tokens.
+NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                  Index rb_begin, Index rb_end, const float* X, Index ldx,
+                                                  Index batch, float* out, Index ldo)
+{
+    if (col_words == 0) {
+        for (Index b = 0; b < batch; ++b)
+            for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_ps(out + b * ldo + 16 * R, _mm512_setzero_ps());
+        return;
+    }
+    thread_local AlignedVector<float> buf;
+    if (buf.size() < std::size_t(256 * batch)) buf.resize(std::size_t(256 * batch));
+    __m512* tabs = reinterpret_cast<__m512*>(buf.data());
+    const __m512 s0 = detail::sign_pattern(0), s1 = detail::sign_pattern(1);
+    const __m512 s2 = detail::sign_pattern(2), s3 = detail::sign_pattern(3);
+    for (Index c = 0; c < col_words; c += 2) {
+        for (Index b = 0; b < batch; ++b)
+            for (int g = 0; g < 16; ++g)
+                tabs[16 * b + g] = detail::group_table(X + b * ldx + 32 * c + 4 * g, s0, s1, s2, s3);
+        const std::uint32_t* t0 = tiles + (c * row_blocks) * 16;
+        const std::uint32_t* t1 = tiles + ((c + 1) * row_blocks) * 16;
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            const __m512i v0 = _mm512_load_si512(t0 + 16 * R);
+            const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
+            // The 16 nibble indices are shared by all tokens.
+            __m512i idx[16];
+            for (int k = 0; k < 8; ++k) {
+                idx[k] = _mm512_srli_epi32(v0, 4 * k);
+                idx[8 + k] = _mm512_srli_epi32(v1, 4 * k);
+            }
+            for (Index b = 0; b < batch; ++b) {
+                float* o = out + b * ldo + 16 * R;
+                const __m512* tb = tabs + 16 * b;
+                __m512 a[8];
+                for (int k = 0; k < 8; ++k)
+                    a[k] = _mm512_add_ps(_mm512_permutexvar_ps(idx[2 * k], tb[2 * k]),
+                                         _mm512_permutexvar_ps(idx[2 * k + 1], tb[2 * k + 1]));
+                const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                                               _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+                _mm512_store_ps(o, c == 0 ? s : _mm512_add_ps(_mm512_load_ps(o), s));
+            }
+        }
+    }
+}
+
+namespace detail {
+/// T tokens × one row block of the batched integer path. Each 4-column group of a tile becomes 16
+/// lanes of four 0/1 bytes (VPERMD of a 16-entry dword table by the nibble), shared by all tokens;
+/// VPDPBUSD with the token's 4 inputs broadcast then adds Σ_{s=−1} q for 16 rows at once.
+template <int T>
+NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                   Index R, const std::int8_t* Q, Index ldq,
+                                                   const std::int32_t* qsums, std::int32_t* out, Index ldo)
+{
+    const __m512i expand = _mm512_setr_epi32(0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000,
+                                             0x00010001, 0x00010100, 0x00010101, 0x01000000, 0x01000001,
+                                             0x01000100, 0x01000101, 0x01010000, 0x01010001, 0x01010100, 0x01010101);
+    __m512i acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+    for (Index c = 0; c < col_words; ++c) {
+        const __m512i v = _mm512_load_si512(tiles + (c * row_blocks + R) * 16);
+        for (int g = 0; g < 8; ++g) {
+            const __m512i e = _mm512_permutexvar_epi32(g == 0 ? v : _mm512_srli_epi32(v, 4 * g), expand);
+            for (int t = 0; t < T; ++t) {
+                std::int32_t q4;
+                std::memcpy(&q4, Q + t * ldq + 32 * c + 4 * g, 4);
+                acc[t] = _mm512_dpbusd_epi32(acc[t], e, _mm512_set1_epi32(q4));
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t)
+        _mm512_store_si512(out + t * ldo + 16 * R,
+                           _mm512_sub_epi32(_mm512_set1_epi32(qsums[t]), _mm512_slli_epi32(acc[t], 1)));
+}
+}  // namespace detail
+
+/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 8 per row block; exact.
+NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                 Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
+                                                 Index batch, std::int32_t* out, Index ldo)
+{
+    thread_local AlignedVector<std::int32_t> qsums;
+    if (qsums.size() < std::size_t(batch)) qsums.resize(std::size_t(batch));
+    for (Index b = 0; b < batch; ++b) {
+        std::int32_t s = 0;
+        for (Index j = 0; j < 32 * col_words; ++j) s += Q[b * ldq + j];
+        qsums[std::size_t(b)] = s;
+    }
+    for (Index R = rb_begin; R < rb_end; ++R) {
+        for (Index t = 0; t < col_words; ++t)
+            _mm_prefetch(reinterpret_cast<const char*>(tiles + (t * row_blocks + R + 2) * 16), _MM_HINT_T0);
+        Index b = 0;
+        for (; b + 8 <= batch; b += 8)
+            detail::i8_batch_block<8>(tiles, row_blocks, col_words, R, Q + b * ldq, ldq, qsums.data() + b,
+                                      out + b * ldo, ldo);
+        const Index rest = batch - b;
+        const std::int8_t* Qb = Q + b * ldq;
+        const std::int32_t* qs = qsums.data() + b;
+        std::int32_t* ob = out + b * ldo;
+        switch (rest) {
+        case 7: detail::i8_batch_block<7>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 6: detail::i8_batch_block<6>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 5: detail::i8_batch_block<5>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 4: detail::i8_batch_block<4>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 3: detail::i8_batch_block<3>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 2: detail::i8_batch_block<2>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 1: detail::i8_batch_block<1>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        default: break;
+        }
+    }
+}
+
+/// The AVX-512 variant's table.
+inline const KernelTable& table()
+{
+    static const KernelTable t{KernelTarget::Avx512, "avx512", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch};
+    return t;
+}
+
+}  // namespace avx512
+}  // namespace kernels
+}  // namespace nanoquant
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// \file admm_solver.hpp
+/// AdmmSolver<Scalar>: NanoQuant's ADMM for the low-rank binary factorization (method digest
+/// §1.2; docs/algorithm.md gives every step with the option names used here).
+///
+/// Memory: besides W itself, the solver holds W̃ = diag(√o)·W·diag(√i) as one m×n copy (only when
+/// the importance is not the identity or Scalar differs... see docs/algorithm.md "Memory"), the
+/// six factor iterates (3·(m+n)·r values), r×r Grams, and the export's O((m+n)·r) buffers.
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "nanoquant/core/checks.hpp"
+#include "nanoquant/core/factorization.hpp"
+#include "nanoquant/core/types.hpp"
+#include "nanoquant/detail/random.hpp"
+#include "nanoquant/error.hpp"
+#include "nanoquant/solvers/admm_export.hpp"
+#include "nanoquant/solvers/admm_kernels.hpp"
+#include "nanoquant/solvers/admm_options.hpp"
+#include "nanoquant/solvers/admm_result.hpp"
+#include "nanoquant/solvers/scale_refit.hpp"
+#include "nanoquant/solvers/status.hpp"
+
+namespace nanoquant {
+
+namespace detail {
+
+/// The ADMM iterates of the preconditioned problem in solver orientation (rows >= cols).
+/// B is stored transposed (Bt = Bᵀ, n×r) so that both X-updates are right-hand solves on
+/// column-major tall matrices.
+template <typename Scalar>
+struct AdmmState {
+    Matrix<Scalar> Ax, Az, Au;  // m×r
+    Matrix<Scalar> Bx, Bz, Bu;  // n×r (transposed B)
+};
+
+/// Sum over columns of per-column partial sums, in a fixed order (thread-count independent).
+inline double ordered_sum(const std::vector<double>& v)
+{
+    double s = 0;
+    for (double x : v) s += x;
+    return s;
+}
+
+/// Fused Z-update and dual update of one factor: V = X + U; Z_new = P(V) (power iteration drawn
+/// from rng); U ← V − Z_new; returns (‖X − Z_new‖², ‖Z_new − Z_old‖²).
+template <typename Scalar>
+std::pair<double, double> z_and_dual_update(const Matrix<Scalar>& X, Matrix<Scalar>& Z, Matrix<Scalar>& U,
+                                            int power_iterations, Rng& rng, bool start_on_rows, int threads,
+                                            double eps)
+{
+    const Index p = X.rows(), q = X.cols();
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && p * q > 32768)
+#endif
+    for (Index k = 0; k < q; ++k) U.col(k) += X.col(k);
+    const SvidFactors<Scalar> f = svid_rank1<Scalar>(U, power_iterations, rng, start_on_rows, threads, eps);
+    std::vector<double> prim(static_cast<std::size_t>(q)), dual(static_cast<std::size_t>(q));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && p * q > 32768)
+#endif
+    for (Index k = 0; k < q; ++k) {
+        const Scalar s = f.sigma * f.v(k);
+        Scalar* z = Z.col(k).data();
+        Scalar* u = U.col(k).data();
+        const Scalar* x = X.col(k).data();
+        const Scalar* a = f.u.data();
+        Scalar pa = 0, da = 0;
+        for (Index i = 0; i < p; ++i) {
+            const Scalar v = u[i];
+            const Scalar mag = s * a[i];
+            const Scalar zn = v >= Scalar(0) ? mag : -mag;
+            const Scalar dx = x[i] - zn, dz = zn - z[i];
+            pa += dx * dx;
+            da += dz * dz;
+            z[i] = zn;
+            u[i] = v - zn;
+        }
+        prim[static_cast<std::size_t>(k)] = double(pa);
+        dual[static_cast<std::size_t>(k)] = double(da);
+    }
+    return {ordered_sum(prim), ordered_sum(dual)};
+}
+
+/// Gram G = ZᵀZ (r×r, both triangles) and the reciprocal column norms d_k = 1/max(√G_kk, eps).
+template <typename Scalar>
+void gram_and_inv_norms(const Matrix<Scalar>& Z, Matrix<Scalar>& G, Vector<Scalar>& d, double eps)
+{
+    const Index r = Z.cols();
+    G.setZero(r, r);
+    G.template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose());
+    G.template triangularView<Eigen::StrictlyUpper>() = G.transpose();
+    d.resize(r);
+    for (Index k = 0; k < r; ++k) d(k) = Scalar(1.0 / std::max(std::sqrt(double(G(k, k))), eps));
+}
+
+}  // namespace detail
+
+/// The NanoQuant ADMM solver. Stores its options by value; reusable and free of hidden state
+/// (apart from Eigen's process-wide thread count, set for the duration of a solve).
+template <typename Scalar>
+class AdmmSolver {
+public:
+    /// \throws nanoquant::invalid_argument if an option is out of range (rank is checked against
+    ///         W's shape at solve time).
+    explicit AdmmSolver(AdmmOptions<Scalar> opts) : m_opts(std::move(opts))
+    {
+        m_opts.validate_fields();  // the rank's upper bound is checked against W in solve()
+    }
+
+    /// The options in force.
+    const AdmmOptions<Scalar>& options() const { return m_opts; }
+
+    /// Factorizes W (m×n) with identity importance.
+    /// \throws nanoquant::invalid_argument for an empty W, non-finite values, or a rank outside
+    ///         [1, min(m, n)].
+    AdmmResult<Scalar> solve(const Eigen::Ref<const Matrix<Scalar>>& W) const
+    {
+        return solve(W, Vector<Scalar>::Ones(W.cols()), Vector<Scalar>::Ones(W.rows()));
+    }
+
+    /// Factorizes W (m×n) minimizing ‖D_o(W − Ŵ)D_i‖_F, D_o = diag(√importance_out) (m),
+    /// D_i = diag(√importance_in) (n). Importances must be finite and > 0.
+    /// \throws nanoquant::invalid_argument for an empty W, non-finite values, bad importance
+    ///         shapes or values, or a rank outside [1, min(m, n)].
+    AdmmResult<Scalar> solve(const Eigen::Ref<const Matrix<Scalar>>& W, const Eigen::Ref<const Vector<Scalar>>& importance_in,
+                             const Eigen::Ref<const Vector<Scalar>>& importance_out) const
+    {
+        constexpr const char* where = "AdmmSolver::solve";
+        check_nonempty(W, where, "W");
+        check_finite(W, where, "W");
+        const Vector<Scalar> imp_in = importance_in, imp_out = importance_out;
+        detail::check_importance(imp_in, W.cols(), where, "importance_in");
+        detail::check_importance(imp_out, W.rows(), where, "importance_out");
+        const Index m = W.rows(), n = W.cols();
+        {
+            // Re-run the option checks with the real shape, but report them as solve's.
+            try {
+                m_opts.validate(m, n);
+            } catch (const invalid_argument& e) {
+                detail::raise_invalid_argument(where, std::string(e.what()).substr(std::string("nanoquant::").size()));
+            }
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        ThreadScope threads(m_opts.num_threads);
+        const bool transpose = m < n;
+        // Solver orientation: Wt is mm×nn with mm >= nn.
+        const Index mm = transpose ? n : m, nn = transpose ? m : n;
+        const Vector<Scalar> o = transpose ? imp_in : imp_out;   // rows of the solver's matrix
+        const Vector<Scalar> i = transpose ? imp_out : imp_in;   // cols of the solver's matrix
+        Matrix<Scalar> Wt(mm, nn);
+        {
+            const Vector<Scalar> so = o.cwiseSqrt(), si = i.cwiseSqrt();
+            if (transpose) Wt = so.asDiagonal() * W.transpose() * si.asDiagonal();
+            else Wt = so.asDiagonal() * W * si.asDiagonal();
+        }
+        AdmmResult<Scalar> res;
+        detail::AdmmState<Scalar> st;
+        run(Wt, st, res, threads.threads(), t0);
+        if (res.status != SolverStatus::NumericalIssue) {
+            export_into(W, st, o, i, transpose, res);
+        }
+        res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return res;
+    }
+
+private:
+    AdmmOptions<Scalar> m_opts;
+
+    /// The ADMM iterations on the preconditioned matrix Wt (solver orientation).
+    void run(const Matrix<Scalar>& Wt, detail::AdmmState<Scalar>& st, AdmmResult<Scalar>& res, int nt,
+             std::chrono::steady_clock::time_point t0) const
+    {
+        const Index m = Wt.rows(), n = Wt.cols(), r = m_opts.rank;
+        const int T = m_opts.iterations, piters = m_opts.power_iterations;
+        const double eps = m_opts.eps, reg = m_opts.reg;
+        detail::Rng rng(m_opts.seed);
+        // Random init: A_x (m×r) then B_x (r×n), both column-major draws of N(0, 1).
+        st.Ax.resize(m, r);
+        for (Index k = 0; k < r; ++k)
+            for (Index a = 0; a < m; ++a) st.Ax(a, k) = Scalar(rng.normal());
+        st.Bx.resize(n, r);
+        for (Index j = 0; j < n; ++j)
+            for (Index k = 0; k < r; ++k) st.Bx(j, k) = Scalar(rng.normal());
+        st.Az.setZero(m, r);
+        st.Bz.setZero(n, r);
+        st.Au.setZero(m, r);
+        st.Bu.setZero(n, r);
+        // Duals start at the projection residual: U = X − P(X) (done by the fused update with U = 0).
+        detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps);
+        detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps);
+        if (T == 0) {
+            // The reference skips the projection when T == 0; nanoquant exports P(X) so that the
+            // result still lies in the SVID set (documented in docs/algorithm.md).
+            res.status = SolverStatus::MaxIterations;
+            res.iterations = 0;
+            res.primal_residual = res.dual_residual = 0;
+            return;
+        }
+        double wnorm2 = 0;
+        for (Index j = 0; j < n; ++j) wnorm2 += Wt.col(j).template cast<double>().squaredNorm();
+        const bool want_records = m_opts.trace_every > 0 || static_cast<bool>(m_opts.callback);
+        auto record_due = [&](int it) {
+            if (!want_records) return false;
+            if (m_opts.trace_every == 0) return true;
+            return it % m_opts.trace_every == 0 || it == T;
+        };
+        Matrix<Scalar> GA, GB, KA, KB;
+        Vector<Scalar> da, db;
+        double prev_obj = std::numeric_limits<double>::quiet_NaN();
+        double last_primal = 0, last_dual = 0, last_rho = 0, last_seconds = 0, znorm = 0;
+        res.status = SolverStatus::MaxIterations;
+        int done = 0;
+        auto emit = [&](int it, double obj) -> bool {
+            IterationRecord rec;
+            rec.iteration = it;
+            rec.objective = obj;
+            rec.primal_residual = last_primal;
+            rec.dual_residual = last_dual;
+            rec.rho = last_rho;
+            rec.seconds = last_seconds;
+            if (m_opts.trace_every > 0) res.trace.push_back(rec);
+            if (m_opts.callback && !m_opts.callback(rec)) return false;
+            return true;
+        };
+        // Objective of the current Z from the products of the next X-update:
+        // ‖W̃ − A_z D_b B_zᵀ‖² = ‖W̃‖² − 2⟨A_z, (W̃ B_zt) D_b⟩ + ⟨G_A, D_b G_B D_b⟩.
+        auto objective = [&](const Matrix<Scalar>& WB) {
+            double cross = 0;
+            for (Index k = 0; k < r; ++k) cross += double(db(k)) * double(st.Az.col(k).dot(WB.col(k)));
+            const double fit = double(GA.cwiseProduct(KA).sum());
+            return wnorm2 > 0 ? (wnorm2 - 2 * cross + fit) / wnorm2 : 0.0;
+        };
+        for (int t = 0; t <= T; ++t) {
+            // After the last iteration the products below only serve the objective.
+            if (t == T && !record_due(T) && m_opts.tolerance == 0) break;
+            // Grams of the current Z (shared by this X-update and the objective of iteration t).
+            detail::gram_and_inv_norms<Scalar>(st.Az, GA, da, eps);
+            detail::gram_and_inv_norms<Scalar>(st.Bz, GB, db, eps);
+            KA = db.asDiagonal() * GB * db.asDiagonal();  // Gram of X_A = B_zᵀ D_b
+            KB = da.asDiagonal() * GA * da.asDiagonal();  // Gram of X_B = A_z D_a
+            st.Ax.noalias() = Wt * st.Bz;                 // W̃ B_zᵀ (m×r)
+            if (t > 0) {
+                const double obj = objective(st.Ax);
+                const bool finite = std::isfinite(obj) && std::isfinite(last_primal) && std::isfinite(last_dual);
+                if (!finite) {
+                    res.status = SolverStatus::NumericalIssue;
+                    break;
+                }
+                bool stop = false;
+                if (record_due(t) && !emit(t, obj)) {
+                    res.status = SolverStatus::Stalled;
+                    stop = true;
+                }
+                if (!stop && m_opts.tolerance > 0 && std::isfinite(prev_obj)) {
+                    const double rel_change = std::abs(prev_obj - obj) / std::max(obj, eps);
+                    const double rel_dz = last_rho > 0 ? last_dual / (last_rho * std::max(znorm, eps)) : INFINITY;
+                    if (rel_change <= m_opts.tolerance && rel_dz <= m_opts.tolerance) {
+                        res.status = SolverStatus::Converged;
+                        stop = true;
+                    }
+                }
+                prev_obj = obj;
+                if (stop || t == T) break;
+            }
+            if (t == T) break;
+            const double rho = rho_at(m_opts.schedule, t, T);
+            // A-update: A_x = (W̃ B_zᵀ D_b + ρ(A_z − A_u)) (K_A + λI)⁻¹.
+            for (Index k = 0; k < r; ++k)
+                st.Ax.col(k) = st.Ax.col(k) * db(k) + Scalar(rho) * (st.Az.col(k) - st.Au.col(k));
+            ridge_solve_right<Scalar>(KA, st.Ax, rho, reg, eps);
+            // B-update (transposed): Bt_x = (W̃ᵀ A_z D_a + ρ(Bt_z − Bt_u)) (K_B + λI)⁻¹.
+            st.Bx.noalias() = Wt.transpose() * st.Az;
+            for (Index k = 0; k < r; ++k)
+                st.Bx.col(k) = st.Bx.col(k) * da(k) + Scalar(rho) * (st.Bz.col(k) - st.Bu.col(k));
+            ridge_solve_right<Scalar>(KB, st.Bx, rho, reg, eps);
+            // Z-updates and dual updates.
+            const auto pa = detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps);
+            const auto pb = detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps);
+            last_primal = std::sqrt(pa.first) + std::sqrt(pb.first);
+            last_dual = rho * (std::sqrt(pa.second) + std::sqrt(pb.second));
+            last_rho = rho;
+            znorm = double(st.Az.norm()) + double(st.Bz.norm());
+            last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            done = t + 1;
+            if (!std::isfinite(last_primal) || !std::isfinite(last_dual)) {
+                res.status = SolverStatus::NumericalIssue;
+                break;
+            }
+        }
+        res.iterations = done;
+        res.primal_residual = last_primal;
+        res.dual_residual = last_dual;
+    }
+
+    /// Export (two- or three-scale), transpose back, latents, errors, optional refit.
+    void export_into(const Eigen::Ref<const Matrix<Scalar>>& W, const detail::AdmmState<Scalar>& st,
+                     const Vector<Scalar>& o, const Vector<Scalar>& i, bool transpose, AdmmResult<Scalar>& res) const
+    {
+        const Matrix<Scalar> B = st.Bz.transpose();
+        Factorization<Scalar> f = m_opts.export_mode == ExportMode::TwoScale
+                                      ? export_two_scale<Scalar>(st.Az, B, o, i, m_opts.eps)
+                                      : export_three_scale<Scalar>(st.Az, B, o, i, m_opts.eps);
+        if (m_opts.keep_latents) {
+            // Latents = the last projection argument X + U_prev = A_u + A_z, de-preconditioned and balanced.
+            const double beta = detail::balance_beta<Scalar>(st.Az, B, o, i);
+            Matrix<Scalar> Al = (st.Au + st.Az);
+            Matrix<Scalar> Bl = (st.Bu + st.Bz).transpose();
+            Al = (o.cwiseSqrt().cwiseInverse() * Scalar(beta)).asDiagonal() * Al;
+            Bl = Bl * (i.cwiseSqrt().cwiseInverse() / Scalar(beta)).asDiagonal();
+            if (transpose) {
+                res.u_latent = Bl.transpose();
+                res.vt_latent = Al.transpose();
+            } else {
+                res.u_latent = std::move(Al);
+                res.vt_latent = std::move(Bl);
+            }
+        }
+        if (transpose) f = transposed(f);
+        const Vector<Scalar> imp_in = transpose ? o : i, imp_out = transpose ? i : o;
+        const FactorizationErrors e = factorization_errors<Scalar>(W, f, imp_in, imp_out);
+        res.weighted_relative_error_before_refit = e.weighted;
+        if (m_opts.refit_scales) {
+            refit_scales<Scalar>(W, f, imp_in, imp_out, m_opts.refit_max_rounds, m_opts.refit_tolerance);
+            const FactorizationErrors e2 = factorization_errors<Scalar>(W, f, imp_in, imp_out);
+            res.relative_error = e2.relative;
+            res.weighted_relative_error = e2.weighted;
+        } else {
+            res.relative_error = e.relative;
+            res.weighted_relative_error = e.weighted;
+        }
+        res.factorization = std::move(f);
+    }
+};
+
+}  // namespace nanoquant

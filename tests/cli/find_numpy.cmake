@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: Apache-2.0
+# Sets NANOQUANT_NUMPY_PYTHON to a python3 that can `import numpy` (Debian's /usr/bin/python3 with
+# python3-numpy first, so a pyenv/virtualenv python3 earlier on PATH without numpy does not hide it).
+if(NOT DEFINED NANOQUANT_NUMPY_PYTHON)
+  set(_cands /usr/bin/python3)
+  find_program(_nq_py3 python3)
+  if(_nq_py3)
+    list(APPEND _cands ${_nq_py3})
+  endif()
+  set(_found "")
+  foreach(_py ${_cands})
+    if(EXISTS ${_py})
+      execute_process(COMMAND ${_py} -c "import numpy" RESULT_VARIABLE _rc OUTPUT_QUIET ERROR_QUIET)
+      if(_rc EQUAL 0)
+        set(_found ${_py})
+        break()
+      endif()
+    endif()
+  endforeach()
+  set(NANOQUANT_NUMPY_PYTHON "${_found}" CACHE STRING "python3 with numpy for the format and CLI tests")
+endif()

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <vector>
+
+#include <nanoquant/kernels/gemv.hpp>
+
+#include "kernel_test_util.hpp"
+
+using namespace nanoquant;
+using namespace nanoquant::kernels;
+
+namespace {
+
+/// Float tolerance of the exact path, relative to the magnitude of the summed terms: each stage
+/// sums at most ~11000 terms in float with >= 2 partial sums per row, well within 2e-5·Σ|terms|.
+constexpr double kRelTol = 2e-5;
+
+/// Per-output error bound |δy_i| <= tol·s_out_i·(Σ_k |s_mid_k|·Σ_j |s_in_j x_j| + Σ_k |t_k|), from
+/// the magnitudes of both stages' terms (computed in double).
+Vector<double> error_bound(const Factorization<float>& f, const Vector<float>& x)
+{
+    const Vector<double> xs = f.s_in.cast<double>().cwiseProduct(x.cast<double>());
+    Vector<double> t = f.vt.unpack<double>() * xs;
+    Vector<double> mid = Vector<double>::Ones(f.rank());
+    if (f.has_mid_scale()) mid = f.s_mid.cast<double>();
+    t = mid.cwiseProduct(t);
+    const double stage1 = mid.cwiseAbs().sum() * xs.cwiseAbs().sum();
+    const double stage2 = t.cwiseAbs().sum();
+    return (kRelTol * (stage1 + stage2)) * f.s_out.cast<double>().cwiseAbs();
+}
+
+Vector<double> dense_product(const Factorization<float>& f, const Vector<float>& x)
+{
+    Factorization<double> d;
+    d.u = f.u;
+    d.vt = f.vt;
+    d.s_out = f.s_out.cast<double>();
+    d.s_in = f.s_in.cast<double>();
+    if (f.has_mid_scale()) d.s_mid = f.s_mid.cast<double>();
+    return d.reconstruct() * x.cast<double>();
+}
+
+void require_within(const Vector<float>& y, const Vector<double>& ref, const Vector<double>& bound)
+{
+    REQUIRE(y.size() == ref.size());
+    for (Index i = 0; i < y.size(); ++i) {
+        INFO("row " << i << ": got " << y[i] << ", expected " << ref[i] << ", bound " << bound[i]);
+        REQUIRE(std::abs(double(y[i]) - ref[i]) <= bound[i]);
+    }
+}
+
+bool bit_equal(const Matrix<float>& a, const Matrix<float>& b)
+{
+    return a.rows() == b.rows() && a.cols() == b.cols() &&
+           std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.size())) == 0;
+}
+
+std::vector<const KernelTable*> all_tables()
+{
+    std::vector<const KernelTable*> v;
+    for (KernelTarget t : supported_targets()) v.push_back(&kernel_table(t));
+    return v;
+}
+
+// Sizes around every lane width (8, 16, 64 floats/bytes; 512-bit padding blocks), primes and 1.
+const std::vector<Index> kDims = {1, 7, 8, 9, 15, 16, 17, 31, 63, 64, 65, 127, 128, 129, 257, 511, 512, 513, 1031};
+const std::vector<Index> kRanks = {1, 3, 16, 17, 32, 63, 64, 65, 511, 512, 513};
+
+}  // namespace
+
+TEST_CASE("every variant computes the exact float product on edge shapes", "[kernels][gemv]")
+{
+    std::uint64_t seed = 100;
+    for (const KernelTable* K : all_tables()) {
+        for (std::size_t s = 0; s < kDims.size(); ++s) {
+            const Index m = kDims[s], n = kDims[(s * 7 + 3) % kDims.size()];
+            const Index r = kRanks[s % kRanks.size()];
+            const bool mid = s % 2 == 1;
+            const auto f = nqtest::random_factorization(m, n, r, mid, ++seed);
+            const PackedLayer L = pack_layer(f);
+            const Vector<float> x = nqtest::random_matrix(n, 1, ++seed);
+            INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " mid " << mid);
+            GemvOptions opt;
+            opt.kernels = K;
+            const Vector<float> y = gemv(L, x, opt);
+            require_within(y, dense_product(f, x), error_bound(f, x));
+            // The scalar reference through the same driver agrees to the same tolerance.
+            opt.kernels = &kernel_table(KernelTarget::Scalar);
+            const Vector<float> y_ref = gemv(L, x, opt);
+            require_within(y, y_ref.cast<double>(), error_bound(f, x));
+        }
+    }
+}
+
+TEST_CASE("batched float GEMM matches per-token GEMV on every variant", "[kernels][gemm]")
+{
+    for (const KernelTable* K : all_tables()) {
+        for (Index batch : {2, 3, 5, 8, 13, 32}) {
+            const Index m = 65 + batch, n = 129 + 3 * batch, r = 33 + batch;
+            const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 0, 500 + batch);
+            const PackedLayer L = pack_layer(f);
+            const Matrix<float> X = nqtest::random_matrix(n, batch, 900 + batch);
+            GemvOptions opt;
+            opt.kernels = K;
+            const Matrix<float> Y = gemm(L, X, opt);
+            INFO("variant " << K->name << " batch " << batch);
+            for (Index b = 0; b < batch; ++b) {
+                const Vector<float> x = X.col(b);
+                require_within(Y.col(b), dense_product(f, x), error_bound(f, x));
+            }
+        }
+    }
+}
+
+TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts", "[kernels][int8]")
+{
+    const auto tables = all_tables();
+    std::uint64_t seed = 7000;
+    for (std::size_t s = 0; s < kDims.size(); s += 2) {
+        const Index m = kDims[s], n = kDims[(s * 5 + 2) % kDims.size()], r = kRanks[(s / 2) % kRanks.size()];
+        const auto f = nqtest::random_factorization(m, n, r, s % 4 == 0, ++seed);
+        const PackedLayer L = pack_layer(f);
+        const Matrix<float> X = nqtest::random_matrix(n, 5, ++seed);
+        GemvOptions opt;
+        opt.precision = Precision::Int8;
+        opt.kernels = &kernel_table(KernelTarget::Scalar);
+        const Matrix<float> ref = gemm(L, X, opt);
+        Matrix<float> ref1(m, 5);
+        for (Index b = 0; b < 5; ++b) ref1.col(b) = gemv(L, Vector<float>(X.col(b)), opt);
+        INFO("shape " << m << "x" << n << " rank " << r);
+        REQUIRE(bit_equal(ref, ref1));
+        for (const KernelTable* K : tables) {
+            for (int threads : {1, 2, 3}) {
+                opt.kernels = K;
+                opt.num_threads = threads;
+                INFO("variant " << K->name << " threads " << threads);
+                REQUIRE(bit_equal(gemm(L, X, opt), ref));
+                Matrix<float> y1(m, 5);
+                for (Index b = 0; b < 5; ++b) y1.col(b) = gemv(L, Vector<float>(X.col(b)), opt);
+                REQUIRE(bit_equal(y1, ref));
+            }
+        }
+    }
+}
+
+TEST_CASE("int8 path error against the exact product is small", "[kernels][int8]")
+{
+    const auto f = nqtest::random_factorization(512, 768, 320, true, 77);
+    const PackedLayer L = pack_layer(f);
+    const Matrix<float> X = nqtest::random_matrix(768, 8, 78);
+    GemvOptions opt;
+    const Matrix<float> exact = gemm(L, X, opt);
+    opt.precision = Precision::Int8;
+    const Matrix<float> approx = gemm(L, X, opt);
+    const double rel = (approx - exact).norm() / exact.norm();
+    INFO("relative error " << rel);
+    // Two absmax int8 quantizations of Gaussian-like vectors: ~1% each (docs/kernels.md).
+    REQUIRE(rel < 0.03);
+    REQUIRE(rel > 0.0);
+}
+
+TEST_CASE("exact float path gives identical results for any thread count", "[kernels][threads]")
+{
+    const auto f = nqtest::random_factorization(1000, 777, 300, false, 31);
+    const PackedLayer L = pack_layer(f);
+    const Matrix<float> X = nqtest::random_matrix(777, 3, 32);
+    for (const KernelTable* K : all_tables()) {
+        GemvOptions opt;
+        opt.kernels = K;
+        const Matrix<float> Y1 = gemm(L, X, opt);
+        const Vector<float> y1 = gemv(L, Vector<float>(X.col(0)), opt);
+        for (int threads : {2, 3, 4}) {
+            opt.num_threads = threads;
+            INFO("variant " << K->name << " threads " << threads);
+            REQUIRE(bit_equal(gemm(L, X, opt), Y1));
+            REQUIRE(bit_equal(gemv(L, Vector<float>(X.col(0)), opt), y1));
+        }
+    }
+}
+
+TEST_CASE("a 4096x11008 layer agrees with the dense product on every variant", "[kernels][large]")
+{
+    const Index m = 4096, n = 11008, r = 96;
+    const auto f = nqtest::random_factorization(m, n, r, false, 4242);
+    const PackedLayer L = pack_layer(f);
+    const Vector<float> x = nqtest::random_matrix(n, 1, 4243);
+    // Dense reference from the two unpacked factors (cheaper than the 4096x11008 reconstruct()).
+    const Vector<double> xs = f.s_in.cast<double>().cwiseProduct(x.cast<double>());
+    const Vector<double> t = f.vt.unpack<double>() * xs;
+    const Vector<double> ref = f.s_out.cast<double>().cwiseProduct(f.u.unpack<double>() * t);
+    for (const KernelTable* K : all_tables()) {
+        GemvOptions opt;
+        opt.kernels = K;
+        opt.num_threads = 2;
+        INFO("variant " << K->name);
+        require_within(gemv(L, x, opt), ref, error_bound(f, x));
+    }
+}
+
+TEST_CASE("dispatch: names, forcing and errors", "[kernels][dispatch]")
+{
+    const std::string active = kernel_target_name();
+    bool found = false;
+    for (KernelTarget t : supported_targets()) found = found || active == target_name(t);
+    REQUIRE(found);
+    set_kernel_target(KernelTarget::Scalar);
+    REQUIRE(std::string(kernel_target_name()) == "scalar");
+    reset_kernel_target();
+    REQUIRE(std::string(kernel_target_name()) == target_name(supported_targets().back()));
+    REQUIRE(parse_kernel_target("avx2") == KernelTarget::Avx2);
+    REQUIRE_THROWS_WITH(parse_kernel_target("sse9"), Catch::Contains("unknown kernel target 'sse9'"));
+#if defined(__x86_64__)
+    REQUIRE_THROWS_WITH(set_kernel_target(KernelTarget::Neon), Catch::Contains("'neon' is not available"));
+#endif
+}
+
+TEST_CASE("bad arguments give clear errors", "[kernels][errors]")
+{
+    const auto f = nqtest::random_factorization(5, 6, 2, false, 1);
+    const PackedLayer L = pack_layer(f);
+    REQUIRE_THROWS_WITH(gemv(L, Vector<float>::Ones(7)), Catch::Contains("x has 7 entries, expected n = 6"));
+    GemvOptions bad;
+    bad.num_threads = -1;
+    REQUIRE_THROWS_WITH(gemv(L, Vector<float>::Ones(6), bad), Catch::Contains("num_threads must be >= 0, got -1"));
+    GemvOptions i8;
+    i8.precision = Precision::Int8;
+    Vector<float> x = Vector<float>::Ones(6);
+    x[2] = std::numeric_limits<float>::infinity();
+    REQUIRE_THROWS_WITH(gemv(L, x, i8), Catch::Contains("non-finite"));
+    Factorization<float> broken = f;
+    broken.s_in.resize(3);
+    REQUIRE_THROWS_WITH(pack_layer(broken), Catch::Contains("s_in has 3 entries"));
+}
