@@ -35,3 +35,4 @@
 #include "nanoquant/io/weights.hpp"
 #include "nanoquant/io/factorized_file.hpp"
 #endif
+#include "nanoquant/kernels/gemv.hpp"

@@ -14,14 +14,16 @@
 ///  - Integer GEMV: tables hold exact int16 sums split into a low (u8) and a high (s8) byte plane;
 ///    VPERMB looks up 4 groups per register (byte k of a lane indexes entries 16k..16k+15), and
 ///    VPDPBUSD adds the 4 bytes of each lane: y = Σ lo + 256·Σ hi, exact.
-///  - Integer GEMM: each tile's signs become 0/1 bytes once (masked move) and VPDPBUSD multiplies
-///    them with every token's int8 inputs; Σ s·q = Σ q − 2·Σ_{s=−1} q.
+///  - Integer GEMM: each 4-column group of a tile becomes four 0/1 bytes per row (VPERMD by the
+///    nibble), shared by all tokens, and VPDPBUSD with each token's 4 inputs broadcast adds
+///    Σ_{s=−1} q for 16 rows; Σ s·q = Σ q − 2·Σ_{s=−1} q.
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NANOQUANT_HAVE_AVX512_KERNELS 1
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "nanoquant/kernels/kernel_table.hpp"
 #include "nanoquant/kernels/packed_layer.hpp"
@@ -35,6 +37,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace nanoquant {
@@ -210,9 +213,21 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
         for (Index R = rb_begin; R < rb_end; ++R) {
             const __m512i v0 = _mm512_load_si512(t0 + 16 * R);
             const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
+            // The 16 nibble indices are shared by all tokens.
+            __m512i idx[16];
+            for (int k = 0; k < 8; ++k) {
+                idx[k] = _mm512_srli_epi32(v0, 4 * k);
+                idx[8 + k] = _mm512_srli_epi32(v1, 4 * k);
+            }
             for (Index b = 0; b < batch; ++b) {
                 float* o = out + b * ldo + 16 * R;
-                const __m512 s = detail::strip_sum(v0, v1, tabs + 16 * b);
+                const __m512* tb = tabs + 16 * b;
+                __m512 a[8];
+                for (int k = 0; k < 8; ++k)
+                    a[k] = _mm512_add_ps(_mm512_permutexvar_ps(idx[2 * k], tb[2 * k]),
+                                         _mm512_permutexvar_ps(idx[2 * k + 1], tb[2 * k + 1]));
+                const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                                               _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
                 _mm512_store_ps(o, c == 0 ? s : _mm512_add_ps(_mm512_load_ps(o), s));
             }
         }
@@ -220,22 +235,41 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
 }
 
 namespace detail {
-/// P(a, b): lane i = c[2i] + c[2i+1] of the 32-lane concatenation c = a‖b (segment order kept).
-NANOQUANT_TARGET_AVX512 inline __m512i pair_sum(__m512i a, __m512i b)
+/// T tokens × one row block of the batched integer path. Each 4-column group of a tile becomes 16
+/// lanes of four 0/1 bytes (VPERMD of a 16-entry dword table by the nibble), shared by all tokens;
+/// VPDPBUSD with the token's 4 inputs broadcast then adds Σ_{s=−1} q for 16 rows at once.
+template <int T>
+NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                   Index R, const std::int8_t* Q, Index ldq,
+                                                   const std::int32_t* qsums, std::int32_t* out, Index ldo)
 {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    return _mm512_add_epi32(_mm512_permutex2var_epi32(a, even, b), _mm512_permutex2var_epi32(a, odd, b));
+    const __m512i expand = _mm512_setr_epi32(0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000,
+                                             0x00010001, 0x00010100, 0x00010101, 0x01000000, 0x01000001,
+                                             0x01000100, 0x01000101, 0x01010000, 0x01010001, 0x01010100, 0x01010101);
+    __m512i acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+    for (Index c = 0; c < col_words; ++c) {
+        const __m512i v = _mm512_load_si512(tiles + (c * row_blocks + R) * 16);
+        for (int g = 0; g < 8; ++g) {
+            const __m512i e = _mm512_permutexvar_epi32(g == 0 ? v : _mm512_srli_epi32(v, 4 * g), expand);
+            for (int t = 0; t < T; ++t) {
+                std::int32_t q4;
+                std::memcpy(&q4, Q + t * ldq + 32 * c + 4 * g, 4);
+                acc[t] = _mm512_dpbusd_epi32(acc[t], e, _mm512_set1_epi32(q4));
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t)
+        _mm512_store_si512(out + t * ldo + 16 * R,
+                           _mm512_sub_epi32(_mm512_set1_epi32(qsums[t]), _mm512_slli_epi32(acc[t], 1)));
 }
 }  // namespace detail
 
-/// Batched integer rows (see DotI8BatchFn): each tile becomes 0/1 bytes once (8 registers of two
-/// rows × 32 columns) and VPDPBUSD applies them to 2 tokens at a time.
+/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 8 per row block; exact.
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
 {
-    const __m512i ones = _mm512_set1_epi8(1);
     thread_local AlignedVector<std::int32_t> qsums;
     if (qsums.size() < std::size_t(batch)) qsums.resize(std::size_t(batch));
     for (Index b = 0; b < batch; ++b) {
@@ -244,36 +278,25 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Ind
         qsums[std::size_t(b)] = s;
     }
     for (Index R = rb_begin; R < rb_end; ++R) {
-        for (Index b0 = 0; b0 < batch; b0 += 2) {
-            const bool two = b0 + 1 < batch;
-            const std::int8_t* q0 = Q + b0 * ldq;
-            const std::int8_t* q1 = two ? q0 + ldq : q0;
-            __m512i a0[8], a1[8];
-            for (int k = 0; k < 8; ++k) a0[k] = a1[k] = _mm512_setzero_si512();
-            for (Index c = 0; c < col_words; ++c) {
-                const std::uint64_t* t = reinterpret_cast<const std::uint64_t*>(tiles + (c * row_blocks + R) * 16);
-                // Token inputs of this column word, duplicated in both 256-bit halves (rows 2k, 2k+1).
-                const __m512i x0 = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(q0 + 32 * c)));
-                const __m512i x1 = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(q1 + 32 * c)));
-                for (int k = 0; k < 8; ++k) {
-                    const __m512i e = _mm512_maskz_mov_epi8(__mmask64(t[k]), ones);
-                    a0[k] = _mm512_dpbusd_epi32(a0[k], e, x0);
-                    a1[k] = _mm512_dpbusd_epi32(a1[k], e, x1);
-                }
-            }
-            // Lanes 8h..8h+7 of a[k] are partial sums of row 2k + h; reduce to one lane per row.
-            using detail::pair_sum;
-            const __m512i s0 = pair_sum(pair_sum(pair_sum(a0[0], a0[1]), pair_sum(a0[2], a0[3])),
-                                        pair_sum(pair_sum(a0[4], a0[5]), pair_sum(a0[6], a0[7])));
-            _mm512_store_si512(out + b0 * ldo + 16 * R,
-                               _mm512_sub_epi32(_mm512_set1_epi32(qsums[std::size_t(b0)]), _mm512_slli_epi32(s0, 1)));
-            if (two) {
-                const __m512i s1 = pair_sum(pair_sum(pair_sum(a1[0], a1[1]), pair_sum(a1[2], a1[3])),
-                                            pair_sum(pair_sum(a1[4], a1[5]), pair_sum(a1[6], a1[7])));
-                _mm512_store_si512(out + (b0 + 1) * ldo + 16 * R,
-                                   _mm512_sub_epi32(_mm512_set1_epi32(qsums[std::size_t(b0 + 1)]),
-                                                    _mm512_slli_epi32(s1, 1)));
-            }
+        for (Index t = 0; t < col_words; ++t)
+            _mm_prefetch(reinterpret_cast<const char*>(tiles + (t * row_blocks + R + 2) * 16), _MM_HINT_T0);
+        Index b = 0;
+        for (; b + 8 <= batch; b += 8)
+            detail::i8_batch_block<8>(tiles, row_blocks, col_words, R, Q + b * ldq, ldq, qsums.data() + b,
+                                      out + b * ldo, ldo);
+        const Index rest = batch - b;
+        const std::int8_t* Qb = Q + b * ldq;
+        const std::int32_t* qs = qsums.data() + b;
+        std::int32_t* ob = out + b * ldo;
+        switch (rest) {
+        case 7: detail::i8_batch_block<7>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 6: detail::i8_batch_block<6>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 5: detail::i8_batch_block<5>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 4: detail::i8_batch_block<4>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 3: detail::i8_batch_block<3>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 2: detail::i8_batch_block<2>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        case 1: detail::i8_batch_block<1>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
+        default: break;
         }
     }
 }

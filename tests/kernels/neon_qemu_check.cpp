@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Built with aarch64-linux-gnu-g++ and run under qemu-aarch64 by ctest (kernels.neon_qemu): the NEON
+// variant against the scalar reference on edge shapes. Float: identical operation order, so the
+// results must be equal; int8: exact. Exit code 0 = pass. No Catch2 (the test runs on a foreign ABI).
+#include <cstdio>
+#include <cstring>
+
+#include <nanoquant/kernels/gemv.hpp>
+
+#include "kernel_test_util.hpp"
+
+using namespace nanoquant;
+using namespace nanoquant::kernels;
+
+int main()
+{
+    if (!target_supported(KernelTarget::Neon) || std::string(kernel_target_name()) != "neon") {
+        std::printf("FAIL: the NEON variant is not the active one (active: %s)\n", kernel_target_name());
+        return 1;
+    }
+    int failures = 0;
+    const Index dims[] = {1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 131};
+    std::uint64_t seed = 1;
+    for (Index s = 0; s < Index(sizeof dims / sizeof dims[0]); ++s) {
+        const Index m = dims[s], n = dims[(s * 7 + 3) % 15], r = dims[(s * 3 + 5) % 15];
+        const auto f = nqtest::random_factorization(m, n, r, s % 2 == 0, ++seed);
+        const PackedLayer L = pack_layer(f);
+        const Matrix<float> X = nqtest::random_matrix(n, 5, ++seed);
+        for (Precision p : {Precision::Float32, Precision::Int8}) {
+            GemvOptions neon, ref;
+            neon.precision = ref.precision = p;
+            neon.kernels = &kernel_table(KernelTarget::Neon);
+            ref.kernels = &kernel_table(KernelTarget::Scalar);
+            const Matrix<float> A = gemm(L, X, neon), B = gemm(L, X, ref);
+            const Vector<float> a1 = gemv(L, Vector<float>(X.col(0)), neon);
+            const bool same = std::memcmp(A.data(), B.data(), sizeof(float) * std::size_t(A.size())) == 0 &&
+                              std::memcmp(a1.data(), B.data(), sizeof(float) * std::size_t(m)) == 0;
+            // The float path must also agree with the dense product (relative to the term magnitudes).
+            const Matrix<double> D = f.reconstruct().cast<double>() * X.cast<double>();
+            const double err = (A.cast<double>() - D).norm() / (D.norm() + 1e-30);
+            const bool close = p == Precision::Int8 || err < 1e-5;
+            if (!same || !close) {
+                std::printf("FAIL: %ldx%ld r%ld %s: same-as-scalar %d, rel err vs dense %.3g\n", long(m), long(n),
+                            long(r), p == Precision::Float32 ? "f32" : "int8", int(same), err);
+                ++failures;
+            }
+        }
+    }
+    std::printf("%s: NEON vs scalar on %zu shapes, %d failure(s)\n", failures ? "FAIL" : "PASS",
+                sizeof dims / sizeof dims[0], failures);
+    return failures ? 1 : 0;
+}
