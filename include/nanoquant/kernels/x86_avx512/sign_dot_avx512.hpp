@@ -46,7 +46,10 @@ namespace avx512 {
 
 /// Tiles prefetched ahead of the current one in each stream (a prefetch never faults, so running
 /// past the buffer end is harmless).
-constexpr Index kPrefetchTiles = 32;
+#ifndef NANOQUANT_PREFETCH_TILES
+#define NANOQUANT_PREFETCH_TILES 32
+#endif
+constexpr Index kPrefetchTiles = NANOQUANT_PREFETCH_TILES;
 
 namespace detail {
 /// Lane e = −1 where bit t of e is set, else +1.
@@ -97,6 +100,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32(const std::uint32_t* tiles, Index ro
     const __m512 s2 = detail::sign_pattern(2), s3 = detail::sign_pattern(3);
     for (Index c = 0; c < col_words; c += 2) {
         __m512 tab[16];
+#pragma GCC unroll 16
         for (int g = 0; g < 16; ++g) tab[g] = detail::group_table(x + 32 * c + 4 * g, s0, s1, s2, s3);
         const std::uint32_t* t0 = tiles + (c * row_blocks) * 16;
         const std::uint32_t* t1 = tiles + ((c + 1) * row_blocks) * 16;
@@ -215,6 +219,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
             const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
             // The 16 nibble indices are shared by all tokens.
             __m512i idx[16];
+#pragma GCC unroll 8
             for (int k = 0; k < 8; ++k) {
                 idx[k] = _mm512_srli_epi32(v0, 4 * k);
                 idx[8 + k] = _mm512_srli_epi32(v1, 4 * k);
@@ -223,6 +228,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
                 float* o = out + b * ldo + 16 * R;
                 const __m512* tb = tabs + 16 * b;
                 __m512 a[8];
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; ++k)
                     a[k] = _mm512_add_ps(_mm512_permutexvar_ps(idx[2 * k], tb[2 * k]),
                                          _mm512_permutexvar_ps(idx[2 * k + 1], tb[2 * k + 1]));
@@ -247,11 +253,14 @@ NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, I
                                              0x00010001, 0x00010100, 0x00010101, 0x01000000, 0x01000001,
                                              0x01000100, 0x01000101, 0x01010000, 0x01010001, 0x01010100, 0x01010101);
     __m512i acc[T];
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
     for (Index c = 0; c < col_words; ++c) {
         const __m512i v = _mm512_load_si512(tiles + (c * row_blocks + R) * 16);
+#pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
             const __m512i e = _mm512_permutexvar_epi32(g == 0 ? v : _mm512_srli_epi32(v, 4 * g), expand);
+#pragma GCC unroll 16
             for (int t = 0; t < T; ++t) {
                 std::int32_t q4;
                 std::memcpy(&q4, Q + t * ldq + 32 * c + 4 * g, 4);
@@ -259,13 +268,14 @@ NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, I
             }
         }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
         _mm512_store_si512(out + t * ldo + 16 * R,
                            _mm512_sub_epi32(_mm512_set1_epi32(qsums[t]), _mm512_slli_epi32(acc[t], 1)));
 }
 }  // namespace detail
 
-/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 8 per row block; exact.
+/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 12 per row block; exact.
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
@@ -280,24 +290,18 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Ind
     for (Index R = rb_begin; R < rb_end; ++R) {
         for (Index t = 0; t < col_words; ++t)
             _mm_prefetch(reinterpret_cast<const char*>(tiles + (t * row_blocks + R + 2) * 16), _MM_HINT_T0);
+        // Token blocks of 12 (accumulators + expanded signs + table stay in registers), then 8, 4, 2, 1.
         Index b = 0;
-        for (; b + 8 <= batch; b += 8)
-            detail::i8_batch_block<8>(tiles, row_blocks, col_words, R, Q + b * ldq, ldq, qsums.data() + b,
-                                      out + b * ldo, ldo);
-        const Index rest = batch - b;
-        const std::int8_t* Qb = Q + b * ldq;
-        const std::int32_t* qs = qsums.data() + b;
-        std::int32_t* ob = out + b * ldo;
-        switch (rest) {
-        case 7: detail::i8_batch_block<7>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 6: detail::i8_batch_block<6>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 5: detail::i8_batch_block<5>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 4: detail::i8_batch_block<4>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 3: detail::i8_batch_block<3>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 2: detail::i8_batch_block<2>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        case 1: detail::i8_batch_block<1>(tiles, row_blocks, col_words, R, Qb, ldq, qs, ob, ldo); break;
-        default: break;
-        }
+#define NQ_BLOCK(TB)                                                                                       \
+    for (; b + TB <= batch; b += TB)                                                                       \
+        detail::i8_batch_block<TB>(tiles, row_blocks, col_words, R, Q + b * ldq, ldq, qsums.data() + b, \
+                                   out + b * ldo, ldo);
+        NQ_BLOCK(12)
+        NQ_BLOCK(8)
+        NQ_BLOCK(4)
+        NQ_BLOCK(2)
+        NQ_BLOCK(1)
+#undef NQ_BLOCK
     }
 }
 
