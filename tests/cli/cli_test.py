@@ -123,11 +123,181 @@ def hostile(command, kind):
     run(args, 1, r"^nanoquant " + command + r": .*" + re.escape(path) + r".*" + pattern)
 
 
+# ---------------------------------------------------------------- checkpoints (numpy) -----------
+def write_st(path, tensors, metadata=None):
+    """tensors: list of (name, dtype_str, shape, raw_bytes) written in this order."""
+    header, off, blobs = {}, 0, []
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dt, shape, raw in tensors:
+        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+        blobs.append(raw)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def read_st(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    return header, data
+
+
+def raw_of(header, data, name):
+    b, e = header[name]["data_offsets"]
+    return data[b:e]
+
+
+def checkpoint_tensors():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    q = np.load(os.path.join(DATA, "use_lite_L0_attn_q.npy"))
+    o = np.load(os.path.join(DATA, "use_lite_L1_attn_o.npy"))
+    o_bf16 = (o.view(np.uint32) >> 16).astype(np.uint16)  # truncation is fine for a test input
+    return [
+        ("model.embed_tokens.weight", "F32", (64, 32), rng.standard_normal((64, 32)).astype(np.float32).tobytes()),
+        ("model.layers.0.input_layernorm.weight", "F32", (256,), rng.random(256).astype(np.float32).tobytes()),
+        ("model.layers.0.self_attn.q_proj.weight", "F32", q.shape, q.astype("<f4").tobytes()),
+        ("model.layers.0.self_attn.o_proj.weight", "BF16", o.shape, o_bf16.astype("<u2").tobytes()),
+        ("model.layers.0.self_attn.o_proj.bias", "F16", (512,), rng.standard_normal(512).astype("<f2").tobytes()),
+        ("model.norm.weight", "F32", (256,), np.ones(256, np.float32).tobytes()),
+        ("position_ids", "I64", (1, 16), np.arange(16, dtype="<i8").tobytes()),
+    ]
+
+
+def load_snippet():
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "format.md")
+    text = open(doc, encoding="utf-8").read()
+    code = re.search(r"<!-- snippet:load_layer[^>]*-->\s*```python\n(.*?)```", text, re.S).group(1)
+    ns = {}
+    exec(code, ns)
+    return ns["load_layer"]
+
+
+def quantize_checkpoint():
+    import numpy as np
+    tensors = checkpoint_tensors()
+    model = os.path.join(WORK, "model.safetensors")
+    write_st(model, tensors, {"format": "pt"})
+    # the same checkpoint, sharded in two files with an index
+    write_st(os.path.join(WORK, "model-00001-of-00002.safetensors"), tensors[:3], {"format": "pt"})
+    write_st(os.path.join(WORK, "model-00002-of-00002.safetensors"), tensors[3:], {"format": "pt"})
+    index = os.path.join(WORK, "model.safetensors.index.json")
+    with open(index, "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": {
+            t[0]: "model-0000%d-of-00002.safetensors" % (1 if i < 3 else 2) for i, t in enumerate(tensors)}}, f)
+    opts = ["--bpw", "0.8", "--iters", "8", "--seed", "3"]
+    out = os.path.join(WORK, "out.safetensors")
+    for p in [out, out + ".parts/options.json"]:
+        if os.path.exists(p):
+            os.remove(p)
+    # 1) interrupted after one tensor, 2) resumed, 3) a fresh run and the sharded input agree byte for byte
+    os.environ["NANOQUANT_TEST_STOP_AFTER"] = "1"
+    run(["quantize", model, "-o", out] + opts, 1, r"interrupted after 1 tensors")
+    del os.environ["NANOQUANT_TEST_STOP_AFTER"]
+    if os.path.exists(out):
+        fail("an interrupted run left " + out)
+    p = run(["quantize", model, "-o", out] + opts, 0, None, r"done before, reused")
+    if not re.search(r"2 factorized, 5 copied", p.stdout):
+        fail("expected 2 factorized and 5 copied tensors")
+    if os.path.exists(out + ".parts"):
+        fail("the parts directory was not removed")
+    fresh = os.path.join(WORK, "fresh.safetensors")
+    run(["quantize", model, "-o", fresh, "-q"] + opts, 0, None, r"ratio")
+    sharded = os.path.join(WORK, "sharded.safetensors")
+    run(["quantize", index, "-o", sharded, "-q"] + opts, 0, None, r"ratio")
+    a, b, c = (open(x, "rb").read() for x in (out, fresh, sharded))
+    if a != b:
+        fail("resumed output differs from an uninterrupted run")
+    if a != c:
+        fail("output of the sharded checkpoint differs from the single-file one")
+
+    header, data = read_st(out)
+    meta = header["__metadata__"]
+    if meta.get("format") != "pt" or meta.get("nanoquant.format") != "nanoquant-factorized":
+        fail("metadata not kept/added: %r" % meta)
+    by_name = {t[0]: t for t in tensors}
+    copied = ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+              "model.layers.0.self_attn.o_proj.bias", "model.norm.weight", "position_ids"]
+    for name in copied:
+        _, dt, shape, raw = by_name[name]
+        if header[name]["dtype"] != dt or header[name]["shape"] != list(shape) or raw_of(header, data, name) != raw:
+            fail("copied tensor %s is not byte-identical" % name)
+    load_layer = load_snippet()
+    for name, src in [("model.layers.0.self_attn.q_proj.weight", "q"), ("model.layers.0.self_attn.o_proj.weight", "o")]:
+        if name in header:
+            fail(name + " should have been replaced by its factorization")
+        info = json.loads(meta["nanoquant.layer." + name])
+        W = np.frombuffer(by_name[name][3], dtype="<f4" if by_name[name][1] == "F32" else "<u2")
+        if by_name[name][1] == "BF16":
+            W = (W.astype(np.uint32) << 16).view(np.float32)
+        W = W.reshape(by_name[name][2]).astype(np.float64)
+        W_hat = load_layer(out, name)
+        err = np.linalg.norm(W - W_hat) / np.linalg.norm(W)
+        print(f"{name}: rank {info['rank']} bpw {info['bpw']:.4f} rel_error recorded {info['rel_error']:.5f}, "
+              f"from the file via the docs snippet {err:.5f}")
+        if not (0 < err < 1) or abs(err - info["rel_error"]) > 0.01 or info["bpw"] > 0.8:
+            fail("factorized layer %s inconsistent with its metadata" % name)
+    p = run(["inspect", out], 0, None, r"2 factorized layers")
+    for name in copied:
+        if name not in p.stdout:
+            fail("inspect does not list " + name)
+    run(["inspect", out, "--json"], 0, None, r'"factorized_layers"')
+    # a 0-element 2-D tensor selected for factorization is an error naming it
+    bad = os.path.join(WORK, "zero.safetensors")
+    write_st(bad, [("layer.weight", "F32", (0, 8), b"")])
+    run(["quantize", bad, "-o", os.path.join(WORK, "zero_out.safetensors")], 1, r"tensor 'layer.weight' has 0 elements")
+    run(["quantize", model, "-o", os.path.join(WORK, "x.safetensors"), "--bpw", "0.001"], 2, r"bpw")
+    run(["quantize", model, "-o", os.path.join(WORK, "x.safetensors"), "--include", "("], 2, r"regular expression")
+
+
+def factorize_roundtrip():
+    import numpy as np
+    W = np.load(os.path.join(DATA, "use_lite_L0_attn_q.npy")).astype(np.float64)
+    out = os.path.join(WORK, "q.safetensors")
+    p = run(["factorize", os.path.join(DATA, "use_lite_L0_attn_q.npy"), "--bpw", "1.0", "--iters", "30",
+             "--export", "three-scale", "--refit-scales", "--json", "-o", out], 0)
+    j = json.loads(p.stdout)
+    for key in ["rows", "cols", "rank", "bpw", "iterations", "seconds", "rel_error", "status"]:
+        if key not in j:
+            fail("--json lacks " + key)
+    if (j["rows"], j["cols"], j["rank"], j["iterations"]) != (256, 256, 96, 30):
+        fail("unexpected --json values %r" % j)
+    W_hat = load_snippet()(out, "use_lite_L0_attn_q")
+    err = np.linalg.norm(W - W_hat) / np.linalg.norm(W)
+    if abs(err - j["rel_error_stored"]) > 1e-4 or abs(err - j["rel_error"]) > 5e-3:
+        fail(f"numpy sees rel_error {err}, nanoquant reported {j['rel_error']} / {j['rel_error_stored']}")
+    print(f"rel_error {j['rel_error']:.5f}, stored {j['rel_error_stored']:.5f}, numpy {err:.5f}")
+    # the same tensor through FILE.safetensors:TENSOR gives the same factorization
+    st_path = os.path.join(WORK, "one.safetensors")
+    write_st(st_path, [("q", "F32", W.shape, W.astype("<f4").tobytes()), ("n", "F32", (4,), b"\0" * 16)])
+    p2 = run(["factorize", st_path + ":q", "--bpw", "1.0", "--iters", "30", "--export", "three-scale",
+              "--refit-scales", "--json"], 0)
+    if json.loads(p2.stdout)["rel_error"] != j["rel_error"]:
+        fail("safetensors input gives a different result than .npy input")
+
+
 if CASE.startswith("hostile:"):
     _, command, kind = CASE.split(":")
     hostile(command, kind)
 elif CASE == "usage:unknown_command":
     run(["frobnicate"], 2, r"nanoquant: ")
+elif CASE == "quantize:checkpoint":
+    quantize_checkpoint()
+elif CASE == "factorize:roundtrip":
+    factorize_roundtrip()
+elif CASE == "usage:factorize_bad_values":
+    q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
+    run(["factorize", q, "--bpw", "0.001"], 2, r"smallest budget is")
+    run(["factorize", q, "--rank", "0"], 2, r"--rank must be >= 1, got 0")
+    run(["factorize", q, "--rank", "300"], 2, r"rank must be in \[1, min\(m, n\)\] = \[1, 256\]")
+    run(["factorize", q, "--schedule", "zigzag"], 2, r"unknown schedule 'zigzag'")
+    run(["factorize", q, "--export", "four-scale"], 2, r"four-scale")
+    run(["factorize", q, "--bpw", "1", "--rank", "32"], 2, r"excludes")
 elif CASE == "inspect:npy":
     run(["inspect", os.path.join(DATA, "use_lite_L0_attn_q.npy")], 0, None, r"float32 \(<f4\), 256 x 256, C order")
 else:
