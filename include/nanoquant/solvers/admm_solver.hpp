@@ -90,16 +90,97 @@ std::pair<double, double> z_and_dual_update(const Matrix<Scalar>& X, Matrix<Scal
     return {ordered_sum(prim), ordered_sum(dual)};
 }
 
-/// Gram G = ZᵀZ (r×r, both triangles) and the reciprocal column norms d_k = 1/max(√G_kk, eps).
-template <typename Scalar>
-void gram_and_inv_norms(const Matrix<Scalar>& Z, Matrix<Scalar>& G, Vector<Scalar>& d, double eps)
+/// Rows [begin, end) of task `t` of `nt` over the concatenation of two row ranges of sizes m and
+/// n, intersected with each: {a0, a1, b0, b1} (b rows counted from 0).
+inline void task_rows(int t, int nt, Index m, Index n, Index& a0, Index& a1, Index& b0, Index& b1)
 {
-    const Index r = Z.cols();
-    G.setZero(r, r);
-    G.template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose());
-    G.template triangularView<Eigen::StrictlyUpper>() = G.transpose();
-    d.resize(r);
-    for (Index k = 0; k < r; ++k) d(k) = Scalar(1.0 / std::max(std::sqrt(double(G(k, k))), eps));
+    const Index total = m + n;
+    const Index lo = total * t / nt, hi = total * (t + 1) / nt;
+    a0 = std::min(lo, m);
+    a1 = std::min(hi, m);
+    b0 = std::max(lo, m) - m;
+    b1 = std::max(hi, m) - m;
+}
+
+/// GA = AᵀA and GB = BᵀB (both triangles), the rows of A and B split over `nt` threads (each a
+/// single-threaded SYRK into its own buffer; buffers summed in task order). For nt == 1 this is
+/// one SYRK each. The summation order depends on nt (documented in docs/algorithm.md).
+template <typename Scalar>
+void parallel_grams(const Matrix<Scalar>& A, const Matrix<Scalar>& B, Matrix<Scalar>& GA, Matrix<Scalar>& GB,
+                    int nt, std::vector<Matrix<Scalar>>& scratch)
+{
+    const Index r = A.cols(), m = A.rows(), n = B.rows();
+    scratch.resize(std::size_t(2 * nt));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; ++t) {
+        Index a0, a1, b0, b1;
+        task_rows(t, nt, m, n, a0, a1, b0, b1);
+        Matrix<Scalar>& ga = scratch[std::size_t(2 * t)];
+        Matrix<Scalar>& gb = scratch[std::size_t(2 * t + 1)];
+        ga.setZero(r, r);
+        gb.setZero(r, r);
+        if (a1 > a0) ga.template selfadjointView<Eigen::Lower>().rankUpdate(A.middleRows(a0, a1 - a0).transpose());
+        if (b1 > b0) gb.template selfadjointView<Eigen::Lower>().rankUpdate(B.middleRows(b0, b1 - b0).transpose());
+    }
+    GA = scratch[0];
+    GB = scratch[1];
+    for (int t = 1; t < nt; ++t) {
+        GA += scratch[std::size_t(2 * t)];
+        GB += scratch[std::size_t(2 * t + 1)];
+    }
+    GA.template triangularView<Eigen::StrictlyUpper>() = GA.transpose();
+    GB.template triangularView<Eigen::StrictlyUpper>() = GB.transpose();
+}
+
+/// Both ridge X-updates at once: RA ← RA·(KA + λ_A I)⁻¹, RB ← RB·(KB + λ_B I)⁻¹ (see
+/// ridge_solve_right). The two Cholesky factorizations run concurrently, then the rows of RA and
+/// RB (independent right-hand sides) are split over `nt` threads, each a single-threaded
+/// triangular solve. Falls back to ridge_solve_right when a factorization fails.
+template <typename Scalar>
+void parallel_ridge_solves(Matrix<Scalar>& KA, Matrix<Scalar>& RA, Matrix<Scalar>& KB, Matrix<Scalar>& RB, double rho,
+                           double reg, double eps, int nt)
+{
+    Eigen::LLT<Matrix<Scalar>> la, lb;
+    Matrix<Scalar>* Ks[2] = {&KA, &KB};
+    Eigen::LLT<Matrix<Scalar>>* Ls[2] = {&la, &lb};
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(std::min(nt, 2)) schedule(static, 1) if (nt > 1)
+#endif
+    for (int w = 0; w < 2; ++w) {
+        Matrix<Scalar>& K = *Ks[w];
+        const double lambda = std::max(rho * double(K.diagonal().mean()) + reg, eps);
+        K.diagonal().array() += Scalar(lambda);
+        Ls[w]->compute(K);
+    }
+    if (la.info() != Eigen::Success || lb.info() != Eigen::Success) {
+        // Rare (λ >= reg > 0 keeps K + λI positive definite in exact arithmetic): K already holds
+        // K + λI, take the general path.
+        const Matrix<Scalar> RtA = KA.partialPivLu().solve(RA.transpose());
+        RA = RtA.transpose();
+        const Matrix<Scalar> RtB = KB.partialPivLu().solve(RB.transpose());
+        RB = RtB.transpose();
+        return;
+    }
+    const Index m = RA.rows(), n = RB.rows();
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; ++t) {
+        Index a0, a1, b0, b1;
+        task_rows(t, nt, m, n, a0, a1, b0, b1);
+        if (a1 > a0) {
+            auto blk = RA.middleRows(a0, a1 - a0);
+            la.matrixU().template solveInPlace<Eigen::OnTheRight>(blk);
+            la.matrixL().template solveInPlace<Eigen::OnTheRight>(blk);
+        }
+        if (b1 > b0) {
+            auto blk = RB.middleRows(b0, b1 - b0);
+            lb.matrixU().template solveInPlace<Eigen::OnTheRight>(blk);
+            lb.matrixL().template solveInPlace<Eigen::OnTheRight>(blk);
+        }
+    }
 }
 
 }  // namespace detail
@@ -214,6 +295,7 @@ private:
             return it % m_opts.trace_every == 0 || it == T;
         };
         Matrix<Scalar> GA, GB, KA, KB;
+        std::vector<Matrix<Scalar>> gram_scratch;
         Vector<Scalar> da, db;
         double prev_obj = std::numeric_limits<double>::quiet_NaN();
         double last_primal = 0, last_dual = 0, last_rho = 0, last_seconds = 0, znorm = 0;
@@ -243,8 +325,13 @@ private:
             // After the last iteration the products below only serve the objective.
             if (t == T && !record_due(T) && m_opts.tolerance == 0) break;
             // Grams of the current Z (shared by this X-update and the objective of iteration t).
-            detail::gram_and_inv_norms<Scalar>(st.Az, GA, da, eps);
-            detail::gram_and_inv_norms<Scalar>(st.Bz, GB, db, eps);
+            detail::parallel_grams<Scalar>(st.Az, st.Bz, GA, GB, nt, gram_scratch);
+            da.resize(r);
+            db.resize(r);
+            for (Index k = 0; k < r; ++k) {
+                da(k) = Scalar(1.0 / std::max(std::sqrt(double(GA(k, k))), eps));
+                db(k) = Scalar(1.0 / std::max(std::sqrt(double(GB(k, k))), eps));
+            }
             KA = db.asDiagonal() * GB * db.asDiagonal();  // Gram of X_A = B_zᵀ D_b
             KB = da.asDiagonal() * GA * da.asDiagonal();  // Gram of X_B = A_z D_a
             st.Ax.noalias() = Wt * st.Bz;                 // W̃ B_zᵀ (m×r)
@@ -273,15 +360,19 @@ private:
             }
             if (t == T) break;
             const double rho = rho_at(m_opts.schedule, t, T);
-            // A-update: A_x = (W̃ B_zᵀ D_b + ρ(A_z − A_u)) (K_A + λI)⁻¹.
-            for (Index k = 0; k < r; ++k)
-                st.Ax.col(k) = st.Ax.col(k) * db(k) + Scalar(rho) * (st.Az.col(k) - st.Au.col(k));
-            ridge_solve_right<Scalar>(KA, st.Ax, rho, reg, eps);
-            // B-update (transposed): Bt_x = (W̃ᵀ A_z D_a + ρ(Bt_z − Bt_u)) (K_B + λI)⁻¹.
+            // Right-hand sides (Jacobi: both from the previous Z):
+            //   A: W̃ B_zᵀ D_b + ρ(A_z − A_u)        B (transposed): W̃ᵀ A_z D_a + ρ(Bt_z − Bt_u)
             st.Bx.noalias() = Wt.transpose() * st.Az;
-            for (Index k = 0; k < r; ++k)
-                st.Bx.col(k) = st.Bx.col(k) * da(k) + Scalar(rho) * (st.Bz.col(k) - st.Bu.col(k));
-            ridge_solve_right<Scalar>(KB, st.Bx, rho, reg, eps);
+            const Scalar srho = Scalar(rho);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+            for (Index k = 0; k < r; ++k) {
+                st.Ax.col(k) = st.Ax.col(k) * db(k) + srho * (st.Az.col(k) - st.Au.col(k));
+                st.Bx.col(k) = st.Bx.col(k) * da(k) + srho * (st.Bz.col(k) - st.Bu.col(k));
+            }
+            // X-updates: A_x = RHS_A (K_A + λI)⁻¹, Bt_x = RHS_B (K_B + λI)⁻¹, λ = ρ·mean(diag K) + reg.
+            detail::parallel_ridge_solves<Scalar>(KA, st.Ax, KB, st.Bx, rho, reg, eps, nt);
             // Z-updates and dual updates.
             const auto pa = detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps);
             const auto pb = detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps);
