@@ -260,3 +260,90 @@ TEST_CASE("output-aware scale refit and U sign polish never increase the loss; r
     auto exact = make_layer_params<double>(f, f.reconstruct());
     CHECK(polish_u_signs<double>(exact, X, dense_targets<double>(f.reconstruct(), X), 3) == 0);
 }
+
+TEST_CASE("V sign polish: every accepted flip changes the loss by exactly its prediction; the loss never rises", "[refine]")
+{
+    auto run = [](bool mid, bool weighted) {
+        detail::Rng rng(23);
+        const Index m = 26, n = 18, r = 7;
+        const Matrix<double> W = randn(m, n, rng);
+        const auto f = random_factorization(m, n, r, mid, rng);
+        const Matrix<double> X = make_outlier_activations<double>(200, n, {2, 20, 60, 4, 0.5, 3});
+        const Matrix<double> Y = dense_targets<double>(W, X);
+        const Vector<double> w = weighted ? rand_pos(m, rng) : Vector<double>();
+        auto p = make_layer_params<double>(f, W);
+        refit_scales_output<double>(p, X, Y, w, 2);
+        const double l0 = layer_loss<double>(p, X, Y, w);
+        double prev = l0, worst = 0;
+        Index calls = 0, rises = 0;
+        const Index flips = polish_v_signs<double>(p, X, Y, w, 4, [&](Index, Index, double predicted) {
+            const double now = layer_loss<double>(p, X, Y, w);
+            worst = std::max(worst, std::abs((now - prev) - predicted) / l0);
+            if (!(predicted < 0) || !(now < prev)) ++rises;
+            prev = now;
+            ++calls;
+        });
+        INFO("mid " << mid << " weighted " << weighted << ": " << flips << " flips, loss " << l0 << " -> " << prev);
+        CHECK(flips > 0);
+        CHECK(calls == flips);
+        CHECK(worst < 1e-11);
+        CHECK(rises == 0);
+        CHECK(layer_loss<double>(p, X, Y, w) == Approx(prev).epsilon(1e-12));
+        // A further polish finds the same loss or lower; with the local optimum reached, nothing flips.
+        polish_v_signs<double>(p, X, Y, w, 50);
+        CHECK(polish_v_signs<double>(p, X, Y, w, 1) == 0);
+        CHECK(layer_loss<double>(p, X, Y, w) <= prev);
+    };
+    SECTION("three scales, importance-weighted") { run(true, true); }
+    SECTION("two scales, unweighted") { run(false, false); }
+}
+
+TEST_CASE("V sign polish recovers planted signs and leaves an exact factorization alone", "[refine]")
+{
+    detail::Rng rng(29);
+    const Index m = 40, n = 24, r = 6;
+    const auto target = random_factorization(m, n, r, true, rng);
+    const Matrix<double> W = target.reconstruct();
+    const Matrix<double> X = make_outlier_activations<double>(400, n, {2, 20, 60, 4, 0.5, 4});
+    const Matrix<double> Y = dense_targets<double>(W, X);
+    const Vector<double> w = rand_pos(m, rng);
+    auto exact = make_layer_params<double>(target, W);
+    CHECK(polish_v_signs<double>(exact, X, Y, w, 3) == 0);
+    // Start: the planted factorization with 6 signs of V flipped (distinct entries).
+    Factorization<double> start = target;
+    Matrix<double> Vt = target.vt.unpack<double>();
+    for (int flipped = 0; flipped < 6;) {
+        const Index k = Index(rng.below(r)), j = Index(rng.below(n));
+        if (Vt(k, j) != target.vt.unpack<double>()(k, j)) continue;
+        Vt(k, j) *= -1;
+        ++flipped;
+    }
+    start.vt = PackedSignMatrix::pack(Vt);
+    auto p = make_layer_params<double>(start, W);
+    const double before = layer_loss<double>(p, X, Y, w);
+    const Index flips = polish_v_signs<double>(p, X, Y, w, 3);
+    INFO("loss " << before << " -> " << layer_loss<double>(p, X, Y, w) << " with " << flips << " flips");
+    CHECK(before > 1e-5);
+    // Greedy steps may flip a correct sign on the way and back: at least the 6, and an even surplus.
+    CHECK(flips >= 6);
+    CHECK((flips - 6) % 2 == 0);
+    CHECK(p.harden().vt == target.vt);
+    CHECK(layer_loss<double>(p, X, Y, w) < 1e-20);
+}
+
+TEST_CASE("V sign polish rejects bad inputs with clear messages", "[refine]")
+{
+    using Catch::Matchers::Contains;
+    detail::Rng rng(2);
+    const auto f = random_factorization(6, 4, 2, true, rng);
+    const Matrix<double> W = randn(6, 4, rng);
+    auto p = make_layer_params<double>(f, W);
+    const Matrix<double> X = randn(10, 4, rng), Y = randn(10, 6, rng);
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, {}, -1), Contains("sweeps must be >= 0, got -1"));
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, Vector<double>::Ones(5)), Contains("w has 5 entries"));
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, -Vector<double>::Ones(6)), Contains("w must be >= 0"));
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, randn(10, 5, rng), Y), Contains("X must be tokens x 4"));
+    LayerReconstructionOptions o;
+    o.polish_v_sweeps = -2;
+    REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, o), Contains("polish_v_sweeps must be >= 0, got -2"));
+}
