@@ -429,6 +429,9 @@ elif CASE == "usage:factorize_bad_values":
     q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
     run(["factorize", q, "--bpw", "0.001"], 2, r"smallest budget is")
     run(["factorize", q, "--rank", "0"], 2, r"--rank must be >= 1, got 0")
+    run(["factorize", q, "--rank", "-1"], 2, r"--rank must be >= 1, got -1")  # -1 once meant "not given"
+    run(["factorize", q, "--bpw", "-1"], 2, r"--bpw must be a positive number, got -1")
+    run(["factorize", q, "--bpw", "nan"], 2, r"--bpw must be a positive number, got nan")
     run(["factorize", q, "--rank", "300"], 2, r"rank must be in \[1, min\(m, n\)\] = \[1, 256\]")
     run(["factorize", q, "--schedule", "zigzag"], 2, r"unknown schedule 'zigzag'")
     run(["factorize", q, "--export", "four-scale"], 2, r"four-scale")
