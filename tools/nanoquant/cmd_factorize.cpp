@@ -129,6 +129,7 @@ std::string num(double v)
 /// Usage errors for flags the chosen method cannot honour (nothing is silently ignored).
 void check_method_flags(const FactorizeArgs& a, const MethodSpec& ms, Index m, Index n)
 {
+    a.flags.validate();  // flag values first: --bpw -1, --rank 0, --iters 0, ... (names the flag)
     auto only = [&](const char* flag, const char* methods) {
         cli::usage_check(!a.given(flag), std::string(flag) + " applies to --method " + methods + " only, not to --method " +
                                              a.method);
@@ -156,7 +157,7 @@ void check_method_flags(const FactorizeArgs& a, const MethodSpec& ms, Index m, I
         const double actual = K + 16.0 * K * double(m + n) / (double(m) * double(n));
         cli::usage_check(!a.flags.rank_given(), "--rank " + std::to_string(a.flags.rank) + " does not apply to --method " +
                                                     a.method + ": it stores full-size sign matrices, not a rank");
-        cli::usage_check(a.flags.bpw == -1 || (a.flags.bpw >= K && a.flags.bpw < K + 1),
+        cli::usage_check(!a.flags.bpw_given() || (a.flags.bpw >= K && a.flags.bpw < K + 1),
                          "--bpw " + num(a.flags.bpw) + " does not fit --method " + a.method + ": it stores " +
                              std::to_string(ms.paths) + " sign bit" + (ms.paths == 1 ? "" : "s") +
                              " per weight plus 16-bit scales (" + num(actual) + " bpw at " + std::to_string(m) + " x " +
@@ -373,7 +374,7 @@ int run(const FactorizeArgs& a)
     j["cols"] = W.cols();
     j["rank"] = r.rank >= 0 ? nlohmann::json(r.rank) : nlohmann::json(nullptr);
     j["bpw"] = r.bpw;
-    const bool bpw_used = ms.kind == Method::Residual ? a.flags.bpw != -1 : !a.flags.rank_given();
+    const bool bpw_used = ms.kind == Method::Residual ? a.flags.bpw_given() : !a.flags.rank_given();
     if (bpw_used) j["target_bpw"] = a.flags.target_bpw();
     j["iterations"] = r.iterations;
     j["seconds"] = seconds;
@@ -427,8 +428,13 @@ int run(const FactorizeArgs& a)
                     static_cast<long long>(r.rank), r.bpw);
         break;
     }
-    std::printf("  rel_error %.6f after %d iterations in %.2f s (status %s)\n", r.rel_error, r.iterations, seconds,
-                r.status.c_str());
+    if (ms.factorization())
+        std::printf("  rel_error %.6f after %d iterations in %.2f s (status %s)\n", r.rel_error, r.iterations, seconds,
+                    r.status.c_str());
+    else if (ms.kind == Method::Residual && r.iterations > 0)
+        std::printf("  rel_error %.6f after %d scale refit rounds in %.2f s\n", r.rel_error, r.iterations, seconds);
+    else
+        std::printf("  rel_error %.6f in %.2f s\n", r.rel_error, seconds);
     if (!a.calib.empty())
         std::printf("  calib %s (%lld tokens): output rel_error %.6f -> %.6f after %lld epochs (weight rel_error %.6f -> %.6f)\n",
                     a.calib.c_str(), static_cast<long long>(X.rows()), j["out_rel_error_before"].get<double>(),
