@@ -4,8 +4,8 @@
 // Names: gemv/<path>/<M>x<N>/r<rank>/b<batch>/t<threads>/<cold|hot>, path = dense or
 // <variant>-<f32|int8>. Counters: us (per call), speedup (dense µs / this µs, the dense case of the
 // same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time).
-// "cold" cycles through copies of the weights larger than the last-level cache (dense > 512 MiB,
-// packed > 256 MiB), as in decoding; "hot" reuses one copy.
+// "cold" cycles through copies of the weights larger than twice the last-level cache (and at least
+// 512 MiB dense, 256 MiB packed; kernels::cold_pool_bytes), as in decoding; "hot" reuses one copy.
 //
 // Default run (short): 4096x4096 at 1.0 and 0.55 bpw, 1 and 2 threads, batch 1 and 32, cold.
 // NANOQUANT_BENCH_FULL=1: shapes 4096x4096, 11008x4096, 4096x11008, 14336x4096; 1.0/0.8/0.55 bpw;
@@ -46,7 +46,7 @@ void prepare(Index m, Index n, Index r, bool cold)
         p.dense.clear();
         p.dense.shrink_to_fit();
         const std::size_t bytes = std::size_t(m) * std::size_t(n) * 4;
-        const std::size_t copies = cold ? std::max<std::size_t>(2, (std::size_t(512) << 20) / bytes + 1) : 1;
+        const std::size_t copies = cold ? std::max<std::size_t>(2, nanoquant::kernels::cold_pool_bytes(std::size_t(512) << 20) / bytes + 1) : 1;
         nanoquant::detail::Rng rng(11);
         p.dense.resize(copies);
         for (auto& W : p.dense) {
@@ -60,7 +60,7 @@ void prepare(Index m, Index n, Index r, bool cold)
         p.layers.clear();
         const PackedLayer base = random_packed_layer(m, n, r, 12);
         const std::size_t copies =
-            cold ? std::max<std::size_t>(2, (std::size_t(256) << 20) / base.sign_bytes() + 1) : 1;
+            cold ? std::max<std::size_t>(2, nanoquant::kernels::cold_pool_bytes(std::size_t(256) << 20) / base.sign_bytes() + 1) : 1;
         p.layers.assign(copies, base);
         p.r = r;
     }

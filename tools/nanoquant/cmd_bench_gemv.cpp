@@ -61,9 +61,14 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
             std::printf("%s\n", nlohmann::json{{"dense_us", c.dense_us}, {"paths", paths}}.dump().c_str());
             return nanoquant::cli::kSuccess;
         }
+        const std::size_t llc = last_level_cache_bytes();
         std::printf("%ldx%ld, rank %ld (%.3f bpw), batch %ld, %d thread(s), %s weights, median of %d rounds\n",
                     long(c.m), long(c.n), long(c.rank), c.bpw, long(c.batch), c.threads,
-                    o.cold ? "cold (cycled > LLC)" : "hot", o.rounds);
+                    o.cold ? "cold (cycled through > 2x LLC)" : "hot", o.rounds);
+        if (o.cold)
+            std::printf("  last-level cache %s; pools: dense %.0f MiB, packed %.0f MiB\n",
+                        llc ? (std::to_string(llc >> 20) + " MiB").c_str() : "unknown",
+                        double(o.dense_pool_bytes) / 1048576.0, double(o.packed_pool_bytes) / 1048576.0);
         const double adds = double(c.rank) * double(c.m + c.n) * double(c.batch);
         std::printf("  %-14s %12s %9s %14s\n", "path", "us/call", "speedup", "G sign-adds/s");
         std::printf("  %-14s %12.1f %9s %14s\n", "dense-eigen", c.dense_us, "1.00x", "-");
