@@ -104,11 +104,16 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32(const std::uint32_t* tiles, Index ro
         for (int g = 0; g < 16; ++g) tab[g] = detail::group_table(x + 32 * c + 4 * g, s0, s1, s2, s3);
         const std::uint32_t* t0 = tiles + (c * row_blocks) * 16;
         const std::uint32_t* t1 = tiles + ((c + 1) * row_blocks) * 16;
+        // The next strip's streams, where the prefetch distance runs past this thread's rows.
+        const std::uint32_t* n0 = tiles + ((c + 2) * row_blocks + rb_begin - rb_end) * 16;
+        const std::uint32_t* n1 = tiles + ((c + 3) * row_blocks + rb_begin - rb_end) * 16;
         for (Index R = rb_begin; R < rb_end; ++R) {
             // Weights come from DRAM once per call: prefetch 2 KiB ahead in both streams (the
-            // hardware prefetcher stops at every 4 KiB page).
-            _mm_prefetch(reinterpret_cast<const char*>(t0 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(t1 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
+            // hardware prefetcher stops at every 4 KiB page), continuing into this thread's part
+            // of the next strip rather than into rows another thread reads.
+            const Index P = R + kPrefetchTiles;
+            _mm_prefetch(reinterpret_cast<const char*>(P < rb_end ? t0 + 16 * P : n0 + 16 * P), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(P < rb_end ? t1 + 16 * P : n1 + 16 * P), _MM_HINT_T0);
             const __m512i v0 = _mm512_load_si512(t0 + 16 * R);
             const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
             const __m512 s = detail::strip_sum(v0, v1, tab);
@@ -180,9 +185,11 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
         const Index cw = col_words - c < 4 ? col_words - c : 4;
         for (Index R = rb_begin; R < rb_end; ++R) {
             __m512i lo = _mm512_setzero_si512(), hi = lo;
-            for (Index k = 0; k < cw; ++k)
-                _mm_prefetch(reinterpret_cast<const char*>(tiles + ((c + k) * row_blocks + R + kPrefetchTiles) * 16),
-                             _MM_HINT_T0);
+            // Prefetch within this thread's rows, continuing into its part of the next strip.
+            const Index P = R + kPrefetchTiles;
+            const Index pc = P < rb_end ? c : c + 4, pr = P < rb_end ? P : rb_begin + (P - rb_end);
+            for (Index k = 0; k < 4; ++k)
+                _mm_prefetch(reinterpret_cast<const char*>(tiles + ((pc + k) * row_blocks + pr) * 16), _MM_HINT_T0);
             for (Index k = 0; k < cw; ++k)
                 detail::lut_word(_mm512_load_si512(tiles + ((c + k) * row_blocks + R) * 16), tables + 256 * (c + k),
                                  lo, hi);
@@ -275,11 +282,106 @@ NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, I
 }
 }  // namespace detail
 
-/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 12 per row block; exact.
+namespace detail {
+/// Words per strip of the token-lane kernel: 32 groups of 4 columns, whose tables (32 × 1 KiB)
+/// stay in L1 and whose int16 partial sums cannot overflow (32 · 4 · 127 < 2^15).
+#ifndef NQ_LANE_STRIP
+#define NQ_LANE_STRIP 4
+#endif
+constexpr Index kLaneStripWords = NQ_LANE_STRIP;
+
+/// Token-lane integer GEMM for one block of 32 tokens (fewer are zero-padded): the transposed
+/// inputs Qt (32·col_words columns × 32 int16 token lanes) give, per group of 4 columns, a table of
+/// the 16 signed sums as 32 int16 lanes (one per token); each row then adds one table entry per
+/// group, chosen by its nibble of signs, with a single VPADDW for all 32 tokens. Partial sums are
+/// exact in int16 over a strip and widened into the int32 accumulator acc (rows × 32) after it.
+NANOQUANT_TARGET_AVX512 inline void i8_lane_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                  Index rb_begin, Index rb_end, const std::int16_t* Qt,
+                                                  std::int16_t* tables, std::uint16_t* offs, std::int32_t* acc)
+{
+    const Index rows = 16 * (rb_end - rb_begin);
+    std::memset(acc, 0, std::size_t(rows) * 32 * sizeof(std::int32_t));
+    const __m512i nib = _mm512_set1_epi32(0xF << 6);
+    for (Index c0 = 0; c0 < col_words; c0 += kLaneStripWords) {
+        const Index cw = col_words - c0 < kLaneStripWords ? col_words - c0 : kLaneStripWords;
+        const int groups = int(8 * cw);
+        // Tables: entry e of group g = Σ_t (bit t of e ? −q : q)[4g + t], 32 token lanes each.
+        for (int g = 0; g < groups; ++g) {
+            const std::int16_t* a = Qt + (32 * c0 + 4 * g) * 32;
+            __m512i* T = reinterpret_cast<__m512i*>(tables + g * 16 * 32);
+            __m512i d[4];
+            for (int t = 0; t < 4; ++t) d[t] = _mm512_slli_epi16(_mm512_load_si512(a + 32 * t), 1);
+            T[0] = _mm512_add_epi16(_mm512_add_epi16(_mm512_load_si512(a), _mm512_load_si512(a + 32)),
+                                    _mm512_add_epi16(_mm512_load_si512(a + 64), _mm512_load_si512(a + 96)));
+            for (int e = 1; e < 16; ++e) {
+                const int t = __builtin_ctz(unsigned(e));
+                T[e] = _mm512_sub_epi16(T[e & (e - 1)], d[t]);
+            }
+        }
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            // Byte offsets (nibble · 64) of every row's entry in every group of the strip.
+            for (Index k = 0; k < cw; ++k) {
+                const __m512i v = _mm512_load_si512(tiles + ((c0 + k) * row_blocks + R) * 16);
+                for (int g = 0; g < 8; ++g) {
+                    const __m512i o = g == 0 ? _mm512_and_si512(_mm512_slli_epi32(v, 6), nib)
+                                      : g == 1 ? _mm512_and_si512(_mm512_slli_epi32(v, 2), nib)
+                                               : _mm512_and_si512(_mm512_srli_epi32(v, 4 * g - 6), nib);
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(offs + (8 * k + g) * 16), _mm512_cvtepi32_epi16(o));
+                }
+            }
+            const char* tb = reinterpret_cast<const char*>(tables);
+            for (int i = 0; i < 16; ++i) {
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+                int g = 0;
+                for (; g + 1 < groups; g += 2) {
+                    s0 = _mm512_add_epi16(s0, _mm512_load_si512(tb + 1024 * g + offs[g * 16 + i]));
+                    s1 = _mm512_add_epi16(s1, _mm512_load_si512(tb + 1024 * (g + 1) + offs[(g + 1) * 16 + i]));
+                }
+                if (g < groups) s0 = _mm512_add_epi16(s0, _mm512_load_si512(tb + 1024 * g + offs[g * 16 + i]));
+                const __m512i s = _mm512_add_epi16(s0, s1);
+                std::int32_t* a = acc + ((R - rb_begin) * 16 + i) * 32;
+                _mm512_store_si512(a, _mm512_add_epi32(_mm512_load_si512(a),
+                                                       _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s))));
+                _mm512_store_si512(a + 16, _mm512_add_epi32(_mm512_load_si512(a + 16),
+                                                            _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s, 1))));
+            }
+        }
+    }
+}
+}  // namespace detail
+
+/// Batched integer rows (see DotI8BatchFn), exact. From 16 tokens on: the token-lane kernel
+/// (detail::i8_lane_block) on blocks of 32 tokens; below: tokens in blocks of 12 per row block.
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
 {
+    if (batch >= 16) {
+        thread_local AlignedVector<std::int16_t> qt, tables;
+        thread_local AlignedVector<std::uint16_t> offs;
+        thread_local AlignedVector<std::int32_t> acc;
+        const Index cols = 32 * col_words, rows = 16 * (rb_end - rb_begin);
+        if (qt.size() < std::size_t(cols * 32)) qt.resize(std::size_t(cols * 32));
+        if (tables.size() < std::size_t(8 * detail::kLaneStripWords * 16 * 32))
+            tables.resize(std::size_t(8 * detail::kLaneStripWords * 16 * 32));
+        if (offs.size() < std::size_t(8 * detail::kLaneStripWords * 16)) offs.resize(std::size_t(8 * detail::kLaneStripWords * 16));
+        if (acc.size() < std::size_t(rows * 32)) acc.resize(std::size_t(rows * 32));
+        for (Index b0 = 0; b0 < batch; b0 += 32) {
+            const Index nb = batch - b0 < 32 ? batch - b0 : 32;
+            for (Index j = 0; j < cols; ++j) {
+                std::int16_t* dst = qt.data() + j * 32;
+                for (Index b = 0; b < nb; ++b) dst[b] = Q[(b0 + b) * ldq + j];
+                for (Index b = nb; b < 32; ++b) dst[b] = 0;
+            }
+            detail::i8_lane_block(tiles, row_blocks, col_words, rb_begin, rb_end, qt.data(), tables.data(),
+                                  offs.data(), acc.data());
+            for (Index b = 0; b < nb; ++b) {
+                std::int32_t* o = out + (b0 + b) * ldo + 16 * rb_begin;
+                for (Index i = 0; i < rows; ++i) o[i] = acc[std::size_t(i * 32 + b)];
+            }
+        }
+        return;
+    }
     thread_local AlignedVector<std::int32_t> qsums;
     if (qsums.size() < std::size_t(batch)) qsums.resize(std::size_t(batch));
     for (Index b = 0; b < batch; ++b) {
