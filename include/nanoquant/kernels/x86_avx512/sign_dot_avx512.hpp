@@ -199,8 +199,145 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
     }
 }
 
-/// Batched float rows (see DotF32BatchFn): per strip, every token's 16 tables are built into a
-/// thread-local buffer (L1) and the tile indices are shared by all tokens.
+namespace detail {
+/// Column words per strip of the token-lane kernels: 32 groups of 4 columns, whose tables
+/// (32 × 1 KiB) stay in L1, and whose int16 partial sums cannot overflow (32 · 4 · 127 < 2^15).
+constexpr Index kLaneStripWords = 4;
+
+/// Byte offsets (nibble · 64) of the table entry of each of the 16 rows of row block R, for every
+/// group of the strip's cw words starting at c0: offs[16 · g + row].
+NANOQUANT_TARGET_AVX512 inline void lane_offsets(const std::uint32_t* tiles, Index row_blocks, Index c0, Index cw,
+                                                 Index R, std::uint16_t* offs)
+{
+    const __m512i nib = _mm512_set1_epi32(0xF << 6);
+    for (Index k = 0; k < cw; ++k) {
+        const __m512i v = _mm512_load_si512(tiles + ((c0 + k) * row_blocks + R) * 16);
+        for (int g = 0; g < 8; ++g) {
+            const __m512i o = g == 0   ? _mm512_and_si512(_mm512_slli_epi32(v, 6), nib)
+                              : g == 1 ? _mm512_and_si512(_mm512_slli_epi32(v, 2), nib)
+                                       : _mm512_and_si512(_mm512_srli_epi32(v, 4 * g - 6), nib);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(offs + (8 * k + g) * 16), _mm512_cvtepi32_epi16(o));
+        }
+    }
+}
+
+/// Int8 lanes: 32 tokens as int16 (exact: a strip's partial sums fit, see kLaneStripWords), widened
+/// into an int32 accumulator of 32 lanes per row after each strip.
+struct LaneI16 {
+    using In = std::int16_t;
+    using Acc = std::int32_t;
+    static constexpr int kTokens = 32;
+    NANOQUANT_TARGET_AVX512 static __m512i zero() { return _mm512_setzero_si512(); }
+    NANOQUANT_TARGET_AVX512 static __m512i load(const void* p) { return _mm512_load_si512(p); }
+    NANOQUANT_TARGET_AVX512 static __m512i add(__m512i a, __m512i b) { return _mm512_add_epi16(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512i sub(__m512i a, __m512i b) { return _mm512_sub_epi16(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512i twice(__m512i a) { return _mm512_slli_epi16(a, 1); }
+    NANOQUANT_TARGET_AVX512 static void accumulate(Acc* a, __m512i s)
+    {
+        _mm512_store_si512(a, _mm512_add_epi32(_mm512_load_si512(a), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s))));
+        _mm512_store_si512(a + 16, _mm512_add_epi32(_mm512_load_si512(a + 16),
+                                                    _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s, 1))));
+    }
+};
+
+/// Float lanes: 16 tokens as float32.
+struct LaneF32 {
+    using In = float;
+    using Acc = float;
+    static constexpr int kTokens = 16;
+    NANOQUANT_TARGET_AVX512 static __m512 zero() { return _mm512_setzero_ps(); }
+    NANOQUANT_TARGET_AVX512 static __m512 load(const void* p) { return _mm512_load_ps(p); }
+    NANOQUANT_TARGET_AVX512 static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512 sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512 twice(__m512 a) { return _mm512_add_ps(a, a); }
+    NANOQUANT_TARGET_AVX512 static void accumulate(Acc* a, __m512 s) { _mm512_store_ps(a, _mm512_add_ps(_mm512_load_ps(a), s)); }
+};
+
+/// Token-lane GEMM rows for one block of Lane::kTokens tokens (fewer are zero-padded): the
+/// transposed inputs Xt (32·col_words columns × kTokens lanes) give, per group of 4 columns, a table
+/// of the 16 signed sums with one lane per token (64 bytes per entry, 1 KiB per group); each row
+/// then adds one entry per group, chosen by its nibble of signs (a scalar 16-bit offset load and
+/// one vector add with a memory operand, for all tokens at once). acc: rows × kTokens.
+template <typename Lane>
+NANOQUANT_TARGET_AVX512 inline void lane_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const typename Lane::In* Xt,
+                                               typename Lane::In* tables, std::uint16_t* offs, typename Lane::Acc* acc)
+{
+    constexpr int L = Lane::kTokens;
+    const Index rows = 16 * (rb_end - rb_begin);
+    std::memset(acc, 0, std::size_t(rows) * L * sizeof(typename Lane::Acc));
+    for (Index c0 = 0; c0 < col_words; c0 += kLaneStripWords) {
+        const Index cw = col_words - c0 < kLaneStripWords ? col_words - c0 : kLaneStripWords;
+        const int groups = int(8 * cw);
+        // Entry e of group g = Σ_t (bit t of e ? −x : x)[4g + t]: T[e] = T[e without its lowest set
+        // bit t] − 2·x_t, a fixed order, so every row sees the same table values.
+        for (int g = 0; g < groups; ++g) {
+            const typename Lane::In* a = Xt + (32 * c0 + 4 * g) * L;
+            auto* T = tables + g * 16 * L;
+            decltype(Lane::zero()) d[4];
+            for (int t = 0; t < 4; ++t) d[t] = Lane::twice(Lane::load(a + L * t));
+                const auto t0 = Lane::add(Lane::add(Lane::load(a), Lane::load(a + L)),
+                                      Lane::add(Lane::load(a + 2 * L), Lane::load(a + 3 * L)));
+            std::memcpy(T, &t0, 64);
+            for (int e = 1; e < 16; ++e) {
+                const int t = __builtin_ctz(unsigned(e));
+                const auto v = Lane::sub(Lane::load(T + (e & (e - 1)) * L), d[t]);
+                std::memcpy(T + e * L, &v, 64);
+            }
+        }
+        const char* tb = reinterpret_cast<const char*>(tables);
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            lane_offsets(tiles, row_blocks, c0, cw, R, offs);
+            for (int i = 0; i < 16; ++i) {
+                auto s0 = Lane::zero(), s1 = s0;
+                int g = 0;
+                for (; g + 1 < groups; g += 2) {
+                    s0 = Lane::add(s0, Lane::load(tb + 1024 * g + offs[g * 16 + i]));
+                    s1 = Lane::add(s1, Lane::load(tb + 1024 * (g + 1) + offs[(g + 1) * 16 + i]));
+                }
+                if (g < groups) s0 = Lane::add(s0, Lane::load(tb + 1024 * g + offs[g * 16 + i]));
+                Lane::accumulate(acc + ((R - rb_begin) * 16 + i) * L, Lane::add(s0, s1));
+            }
+        }
+    }
+}
+
+/// Batched rows through lane_block: X (token b at X + b·ldx, 32·col_words entries) in blocks of
+/// Lane::kTokens tokens, transposed into thread-local buffers; out + b·ldo receives token b.
+template <typename Lane, typename XIn, typename Out>
+NANOQUANT_TARGET_AVX512 inline void lane_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const XIn* X, Index ldx, Index batch,
+                                               Out* out, Index ldo)
+{
+    constexpr int L = Lane::kTokens;
+    thread_local AlignedVector<typename Lane::In> xt, tables;
+    thread_local AlignedVector<std::uint16_t> offs;
+    thread_local AlignedVector<typename Lane::Acc> acc;
+    const Index cols = 32 * col_words, rows = 16 * (rb_end - rb_begin);
+    if (xt.size() < std::size_t(cols * L)) xt.resize(std::size_t(cols * L));
+    if (tables.size() < std::size_t(8 * kLaneStripWords * 16 * L)) tables.resize(std::size_t(8 * kLaneStripWords * 16 * L));
+    if (offs.size() < std::size_t(8 * kLaneStripWords * 16)) offs.resize(std::size_t(8 * kLaneStripWords * 16));
+    if (acc.size() < std::size_t(rows * L)) acc.resize(std::size_t(rows * L));
+    for (Index b0 = 0; b0 < batch; b0 += L) {
+        const Index nb = batch - b0 < L ? batch - b0 : L;
+        for (Index j = 0; j < cols; ++j) {
+            typename Lane::In* dst = xt.data() + j * L;
+            for (Index b = 0; b < nb; ++b) dst[b] = typename Lane::In(X[(b0 + b) * ldx + j]);
+            for (Index b = nb; b < L; ++b) dst[b] = 0;
+        }
+        lane_block<Lane>(tiles, row_blocks, col_words, rb_begin, rb_end, xt.data(), tables.data(), offs.data(),
+                         acc.data());
+        for (Index b = 0; b < nb; ++b) {
+            Out* o = out + (b0 + b) * ldo + 16 * rb_begin;
+            for (Index i = 0; i < rows; ++i) o[i] = acc[std::size_t(i * L + b)];
+        }
+    }
+}
+}  // namespace detail
+
+/// Batched float rows (see DotF32BatchFn). From 16 tokens on: the token-lane kernel
+/// (detail::lane_batch with float lanes) on blocks of 16 tokens; below: per strip, every token's 16
+/// tables are built into a thread-local buffer (L1) and the tile indices are shared by all tokens.
 NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                   Index rb_begin, Index rb_end, const float* X, Index ldx,
                                                   Index batch, float* out, Index ldo)
@@ -208,6 +345,10 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
     if (col_words == 0) {
         for (Index b = 0; b < batch; ++b)
             for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_ps(out + b * ldo + 16 * R, _mm512_setzero_ps());
+        return;
+    }
+    if (batch >= 16) {
+        detail::lane_batch<detail::LaneF32>(tiles, row_blocks, col_words, rb_begin, rb_end, X, ldx, batch, out, ldo);
         return;
     }
     thread_local AlignedVector<float> buf;
@@ -282,104 +423,15 @@ NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, I
 }
 }  // namespace detail
 
-namespace detail {
-/// Words per strip of the token-lane kernel: 32 groups of 4 columns, whose tables (32 × 1 KiB)
-/// stay in L1 and whose int16 partial sums cannot overflow (32 · 4 · 127 < 2^15).
-#ifndef NQ_LANE_STRIP
-#define NQ_LANE_STRIP 4
-#endif
-constexpr Index kLaneStripWords = NQ_LANE_STRIP;
-
-/// Token-lane integer GEMM for one block of 32 tokens (fewer are zero-padded): the transposed
-/// inputs Qt (32·col_words columns × 32 int16 token lanes) give, per group of 4 columns, a table of
-/// the 16 signed sums as 32 int16 lanes (one per token); each row then adds one table entry per
-/// group, chosen by its nibble of signs, with a single VPADDW for all 32 tokens. Partial sums are
-/// exact in int16 over a strip and widened into the int32 accumulator acc (rows × 32) after it.
-NANOQUANT_TARGET_AVX512 inline void i8_lane_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
-                                                  Index rb_begin, Index rb_end, const std::int16_t* Qt,
-                                                  std::int16_t* tables, std::uint16_t* offs, std::int32_t* acc)
-{
-    const Index rows = 16 * (rb_end - rb_begin);
-    std::memset(acc, 0, std::size_t(rows) * 32 * sizeof(std::int32_t));
-    const __m512i nib = _mm512_set1_epi32(0xF << 6);
-    for (Index c0 = 0; c0 < col_words; c0 += kLaneStripWords) {
-        const Index cw = col_words - c0 < kLaneStripWords ? col_words - c0 : kLaneStripWords;
-        const int groups = int(8 * cw);
-        // Tables: entry e of group g = Σ_t (bit t of e ? −q : q)[4g + t], 32 token lanes each.
-        for (int g = 0; g < groups; ++g) {
-            const std::int16_t* a = Qt + (32 * c0 + 4 * g) * 32;
-            __m512i* T = reinterpret_cast<__m512i*>(tables + g * 16 * 32);
-            __m512i d[4];
-            for (int t = 0; t < 4; ++t) d[t] = _mm512_slli_epi16(_mm512_load_si512(a + 32 * t), 1);
-            T[0] = _mm512_add_epi16(_mm512_add_epi16(_mm512_load_si512(a), _mm512_load_si512(a + 32)),
-                                    _mm512_add_epi16(_mm512_load_si512(a + 64), _mm512_load_si512(a + 96)));
-            for (int e = 1; e < 16; ++e) {
-                const int t = __builtin_ctz(unsigned(e));
-                T[e] = _mm512_sub_epi16(T[e & (e - 1)], d[t]);
-            }
-        }
-        for (Index R = rb_begin; R < rb_end; ++R) {
-            // Byte offsets (nibble · 64) of every row's entry in every group of the strip.
-            for (Index k = 0; k < cw; ++k) {
-                const __m512i v = _mm512_load_si512(tiles + ((c0 + k) * row_blocks + R) * 16);
-                for (int g = 0; g < 8; ++g) {
-                    const __m512i o = g == 0 ? _mm512_and_si512(_mm512_slli_epi32(v, 6), nib)
-                                      : g == 1 ? _mm512_and_si512(_mm512_slli_epi32(v, 2), nib)
-                                               : _mm512_and_si512(_mm512_srli_epi32(v, 4 * g - 6), nib);
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(offs + (8 * k + g) * 16), _mm512_cvtepi32_epi16(o));
-                }
-            }
-            const char* tb = reinterpret_cast<const char*>(tables);
-            for (int i = 0; i < 16; ++i) {
-                __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-                int g = 0;
-                for (; g + 1 < groups; g += 2) {
-                    s0 = _mm512_add_epi16(s0, _mm512_load_si512(tb + 1024 * g + offs[g * 16 + i]));
-                    s1 = _mm512_add_epi16(s1, _mm512_load_si512(tb + 1024 * (g + 1) + offs[(g + 1) * 16 + i]));
-                }
-                if (g < groups) s0 = _mm512_add_epi16(s0, _mm512_load_si512(tb + 1024 * g + offs[g * 16 + i]));
-                const __m512i s = _mm512_add_epi16(s0, s1);
-                std::int32_t* a = acc + ((R - rb_begin) * 16 + i) * 32;
-                _mm512_store_si512(a, _mm512_add_epi32(_mm512_load_si512(a),
-                                                       _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s))));
-                _mm512_store_si512(a + 16, _mm512_add_epi32(_mm512_load_si512(a + 16),
-                                                            _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s, 1))));
-            }
-        }
-    }
-}
-}  // namespace detail
-
 /// Batched integer rows (see DotI8BatchFn), exact. From 16 tokens on: the token-lane kernel
-/// (detail::i8_lane_block) on blocks of 32 tokens; below: tokens in blocks of 12 per row block.
+/// (detail::lane_batch with int16 lanes) on blocks of 32 tokens; below: tokens in blocks of 12 per
+/// row block.
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
 {
     if (batch >= 16) {
-        thread_local AlignedVector<std::int16_t> qt, tables;
-        thread_local AlignedVector<std::uint16_t> offs;
-        thread_local AlignedVector<std::int32_t> acc;
-        const Index cols = 32 * col_words, rows = 16 * (rb_end - rb_begin);
-        if (qt.size() < std::size_t(cols * 32)) qt.resize(std::size_t(cols * 32));
-        if (tables.size() < std::size_t(8 * detail::kLaneStripWords * 16 * 32))
-            tables.resize(std::size_t(8 * detail::kLaneStripWords * 16 * 32));
-        if (offs.size() < std::size_t(8 * detail::kLaneStripWords * 16)) offs.resize(std::size_t(8 * detail::kLaneStripWords * 16));
-        if (acc.size() < std::size_t(rows * 32)) acc.resize(std::size_t(rows * 32));
-        for (Index b0 = 0; b0 < batch; b0 += 32) {
-            const Index nb = batch - b0 < 32 ? batch - b0 : 32;
-            for (Index j = 0; j < cols; ++j) {
-                std::int16_t* dst = qt.data() + j * 32;
-                for (Index b = 0; b < nb; ++b) dst[b] = Q[(b0 + b) * ldq + j];
-                for (Index b = nb; b < 32; ++b) dst[b] = 0;
-            }
-            detail::i8_lane_block(tiles, row_blocks, col_words, rb_begin, rb_end, qt.data(), tables.data(),
-                                  offs.data(), acc.data());
-            for (Index b = 0; b < nb; ++b) {
-                std::int32_t* o = out + (b0 + b) * ldo + 16 * rb_begin;
-                for (Index i = 0; i < rows; ++i) o[i] = acc[std::size_t(i * 32 + b)];
-            }
-        }
+        detail::lane_batch<detail::LaneI16>(tiles, row_blocks, col_words, rb_begin, rb_end, Q, ldq, batch, out, ldo);
         return;
     }
     thread_local AlignedVector<std::int32_t> qsums;
