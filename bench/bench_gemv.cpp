@@ -3,7 +3,9 @@
 //
 // Names: gemv/<path>/<M>x<N>/r<rank>/b<batch>/t<threads>/<cold|hot>, path = dense or
 // <variant>-<f32|int8>. Counters: us (per call), speedup (dense µs / this µs, the dense case of the
-// same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time).
+// same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time), and for
+// batch > 1 gemv_us (single-token GEMV on the same path and pool, timed in the same benchmark) and
+// batch_gain = batch · gemv_us / us (per-token throughput of the batched call over separate GEMVs).
 // "cold" cycles through copies of the weights larger than twice the last-level cache (and at least
 // 512 MiB dense, 256 MiB packed; kernels::cold_pool_bytes), as in decoding; "hot" reuses one copy.
 //
@@ -12,6 +14,7 @@
 // batch 1/8/32; threads 1/2; cold and hot.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -124,6 +127,19 @@ void run_packed(benchmark::State& state, Index m, Index n, Index r, Index batch,
     const auto it = dense_us().find({m, n, batch, threads, cold});
     if (it != dense_us().end()) state.counters["speedup"] = it->second / us;
     state.counters["Gsignadds_per_s"] = double(r) * double(m + n) * double(batch) / (us * 1e3);
+    if (batch > 1) {
+        // Baseline of the batch: single-token GEMVs on the same path and pool, timed right here.
+        const std::size_t calls = std::max<std::size_t>(20, std::size_t(state.iterations()));
+        const auto g0 = std::chrono::steady_clock::now();
+        for (std::size_t k = 0; k < calls; ++k) {
+            gemm(Ls[i++ % Ls.size()], X.data(), n, 1, Y.data(), m, opt);
+            benchmark::DoNotOptimize(Y.data());
+        }
+        const double gemv_us =
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - g0).count() / double(calls);
+        state.counters["gemv_us"] = gemv_us;
+        state.counters["batch_gain"] = double(batch) * gemv_us / us;  // per-token throughput over GEMVs
+    }
     state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(Ls[0].sign_bytes()));
 }
 

@@ -98,7 +98,7 @@ TEST_CASE("every variant computes the exact float product on edge shapes", "[ker
 TEST_CASE("batched float GEMM matches per-token GEMV on every variant", "[kernels][gemm]")
 {
     for (const KernelTable* K : all_tables()) {
-        for (Index batch : {2, 3, 5, 8, 13, 32}) {
+        for (Index batch : {2, 3, 5, 8, 13, 16, 17, 32, 40}) {
             const Index m = 65 + batch, n = 129 + 3 * batch, r = 33 + batch;
             const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 0, 500 + batch);
             const PackedLayer L = pack_layer(f);

@@ -56,8 +56,14 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
         }
         if (a->json) {
             nlohmann::json paths = nlohmann::json::array();
-            for (const auto& p : c.paths)
-                paths.push_back({{"name", p.name}, {"exact", p.exact}, {"us", p.us}, {"speedup", p.speedup}});
+            for (const auto& p : c.paths) {
+                nlohmann::json j = {{"name", p.name}, {"exact", p.exact}, {"us", p.us}, {"speedup", p.speedup}};
+                if (c.batch > 1) {
+                    j["gemv_us"] = p.gemv_us;
+                    j["batch_gain"] = p.batch_gain;
+                }
+                paths.push_back(j);
+            }
             std::printf("%s\n", nlohmann::json{{"dense_us", c.dense_us}, {"paths", paths}}.dump().c_str());
             return nanoquant::cli::kSuccess;
         }
@@ -75,6 +81,12 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
         for (const auto& p : c.paths)
             std::printf("  %-14s %12.1f %8.2fx %14.1f%s\n", p.name.c_str(), p.us, p.speedup, adds / (p.us * 1e3),
                         p.exact ? "" : "  (int8 activations)");
+        if (c.batch > 1) {
+            std::printf("  per-token throughput of one batch-%ld call over %ld single-token GEMVs (same path, same run):\n",
+                        long(c.batch), long(c.batch));
+            for (const auto& p : c.paths)
+                std::printf("  %-14s %8.2fx  (GEMV %.1f us)\n", p.name.c_str(), p.batch_gain, p.gemv_us);
+        }
         return nanoquant::cli::kSuccess;
     };
 }};

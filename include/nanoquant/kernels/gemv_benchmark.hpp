@@ -116,6 +116,11 @@ struct PathTiming {
     bool exact = true;   ///< float32 activations (true) or int8 (false)
     double us = 0;       ///< median µs per call (one call = `batch` tokens)
     double speedup = 0;  ///< dense_us / us
+    /// With batch > 1: median µs of one single-token GEMV on the same path, in the same run, and
+    /// batch_gain = batch · gemv_us / us, the per-token throughput of the batched call over
+    /// `batch` separate GEMVs (0 when batch == 1).
+    double gemv_us = 0;
+    double batch_gain = 0;
 };
 
 /// Result of compare_gemv(): every figure from the same run.
@@ -211,7 +216,7 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     struct Path {
         PathTiming t;
         GemvOptions opt;
-        std::vector<double> samples;
+        std::vector<double> samples, gemv_samples;
     };
     std::vector<Path> paths;
     for (KernelTarget tg : supported_targets()) {
@@ -239,12 +244,17 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
         dense_samples.push_back(detail::time_call_us(
             [&](std::size_t i) { detail::dense_apply(dense[i % dense_copies], X, Y, o.threads); },
             o.min_round_seconds, counter));
-        for (Path& P : paths)
+        for (Path& P : paths) {
             P.samples.push_back(detail::time_call_us(
                 [&](std::size_t i) {
                     gemm(layers[i % packed_copies], X.data(), n, o.batch, Y.data(), m, P.opt);
                 },
                 o.min_round_seconds, counter));
+            if (o.batch > 1)
+                P.gemv_samples.push_back(detail::time_call_us(
+                    [&](std::size_t i) { gemm(layers[i % packed_copies], X.data(), n, 1, Y.data(), m, P.opt); },
+                    o.min_round_seconds, counter));
+        }
     }
     auto median = [](std::vector<double> v) {
         std::sort(v.begin(), v.end());
@@ -254,6 +264,10 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     for (Path& P : paths) {
         P.t.us = median(P.samples);
         P.t.speedup = res.dense_us / P.t.us;
+        if (o.batch > 1) {
+            P.t.gemv_us = median(P.gemv_samples);
+            P.t.batch_gain = double(o.batch) * P.t.gemv_us / P.t.us;
+        }
         res.paths.push_back(P.t);
     }
     return res;

@@ -240,19 +240,6 @@ struct LaneI16 {
     }
 };
 
-/// Float lanes: 16 tokens as float32.
-struct LaneF32 {
-    using In = float;
-    using Acc = float;
-    static constexpr int kTokens = 16;
-    NANOQUANT_TARGET_AVX512 static __m512 zero() { return _mm512_setzero_ps(); }
-    NANOQUANT_TARGET_AVX512 static __m512 load(const void* p) { return _mm512_load_ps(p); }
-    NANOQUANT_TARGET_AVX512 static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
-    NANOQUANT_TARGET_AVX512 static __m512 sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
-    NANOQUANT_TARGET_AVX512 static __m512 twice(__m512 a) { return _mm512_add_ps(a, a); }
-    NANOQUANT_TARGET_AVX512 static void accumulate(Acc* a, __m512 s) { _mm512_store_ps(a, _mm512_add_ps(_mm512_load_ps(a), s)); }
-};
-
 /// Token-lane GEMM rows for one block of Lane::kTokens tokens (fewer are zero-padded): the
 /// transposed inputs Xt (32·col_words columns × kTokens lanes) give, per group of 4 columns, a table
 /// of the 16 signed sums with one lane per token (64 bytes per entry, 1 KiB per group); each row
@@ -276,7 +263,7 @@ NANOQUANT_TARGET_AVX512 inline void lane_block(const std::uint32_t* tiles, Index
             auto* T = tables + g * 16 * L;
             decltype(Lane::zero()) d[4];
             for (int t = 0; t < 4; ++t) d[t] = Lane::twice(Lane::load(a + L * t));
-                const auto t0 = Lane::add(Lane::add(Lane::load(a), Lane::load(a + L)),
+            const auto t0 = Lane::add(Lane::add(Lane::load(a), Lane::load(a + L)),
                                       Lane::add(Lane::load(a + 2 * L), Lane::load(a + 3 * L)));
             std::memcpy(T, &t0, 64);
             for (int e = 1; e < 16; ++e) {
@@ -335,9 +322,10 @@ NANOQUANT_TARGET_AVX512 inline void lane_batch(const std::uint32_t* tiles, Index
 }
 }  // namespace detail
 
-/// Batched float rows (see DotF32BatchFn). From 16 tokens on: the token-lane kernel
-/// (detail::lane_batch with float lanes) on blocks of 16 tokens; below: per strip, every token's 16
-/// tables are built into a thread-local buffer (L1) and the tile indices are shared by all tokens.
+/// Batched float rows (see DotF32BatchFn): per strip, every token's 16 tables are built into a
+/// thread-local buffer (L1) and the tile indices are shared by all tokens. (Float token lanes, 16
+/// tokens per register, were tried through detail::lane_batch: 64 sign-adds per instruction, like
+/// VPERMPS + VADDPS, plus the transposes: no faster, so only the int16 lanes use it.)
 NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                   Index rb_begin, Index rb_end, const float* X, Index ldx,
                                                   Index batch, float* out, Index ldo)
@@ -345,10 +333,6 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
     if (col_words == 0) {
         for (Index b = 0; b < batch; ++b)
             for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_ps(out + b * ldo + 16 * R, _mm512_setzero_ps());
-        return;
-    }
-    if (batch >= 16) {
-        detail::lane_batch<detail::LaneF32>(tiles, row_blocks, col_words, rb_begin, rb_end, X, ldx, batch, out, ldo);
         return;
     }
     thread_local AlignedVector<float> buf;
