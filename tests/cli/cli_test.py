@@ -6,6 +6,11 @@ usage: cli_test.py NANOQUANT WORKDIR CASE
 Hostile-file cases (`hostile:<command>:<kind>`) build a malformed file with the standard library
 only, run `nanoquant <command> FILE`, and require exit code 1 and exactly one line on stderr that
 names the file and matches the expected message. Other cases are documented below.
+
+Every run of the binary fails the test on a sanitizer report (AddressSanitizer, LeakSanitizer,
+UndefinedBehaviorSanitizer): the runtime options below make the binary stop at the first report
+with exit code 86 (never one of nanoquant's 0/1/2), and stderr is searched for a report as well.
+In a build without sanitizers the options are ignored.
 """
 import json
 import os
@@ -24,11 +29,28 @@ def fail(msg):
     sys.exit(1)
 
 
-def run(args, expect_rc, stderr_re=None, stdout_re=None):
-    p = subprocess.run([NQ] + args, capture_output=True, text=True, errors="replace")
+SANITIZER_EXIT = 86
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |SUMMARY: \w*Sanitizer")
+
+
+def sanitizer_env():
+    """The environment for the binary: the caller's ASAN/UBSAN options, then ours (later wins)."""
+    env = dict(os.environ)
+    ours = {"ASAN_OPTIONS": "halt_on_error=1:abort_on_error=0:exitcode=%d" % SANITIZER_EXIT,
+            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=%d" % SANITIZER_EXIT}
+    for k, v in ours.items():
+        env[k] = (env[k] + ":" if env.get(k) else "") + v
+    return env
+
+
+def run(args, expect_rc, stderr_re=None, stdout_re=None, cwd=None, env=None):
+    p = subprocess.run([NQ] + args, capture_output=True, text=True, errors="replace",
+                       env=sanitizer_env() if env is None else env, cwd=cwd)
     print("$ nanoquant " + " ".join(args))
     print(p.stdout[-4000:], end="")
     print(p.stderr[-4000:], end="", file=sys.stderr)
+    if p.returncode == SANITIZER_EXIT or SANITIZER_RE.search(p.stderr):
+        fail(f"sanitizer report (exit code {p.returncode}), see stderr above")
     if p.returncode != expect_rc:
         fail(f"exit code {p.returncode}, expected {expect_rc}")
     if stderr_re is not None:
@@ -89,6 +111,16 @@ HOSTILE = {
             "w", r"gap of 32 bytes before tensor 'w'"),
     "trailing": ("trailing.safetensors", st({"w": ent("F32", [8, 6], 0, 192)}, f32(50)), "w",
                  r"8 trailing bytes"),
+    "reversed": ("reversed.safetensors", st({"w": ent("F32", [8, 6], 192, 0)}, f32(48)), "w",
+                 r"tensor 'w': data_offsets \[192, 0\] end before they begin"),
+    "negative_shape": ("negshape.safetensors", st({"w": ent("F32", [-8, 6], 0, 192)}, f32(48)), "w",
+                       r"tensor 'w': .*non-negative integers"),
+    "shape_overflow": ("bigshape.safetensors", st({"w": ent("F32", [1 << 32, 1 << 32, 16], 0, 192)}, f32(48)), "w",
+                       r"tensor 'w': .*more than 2\^64"),
+    "offsets_2p63": ("off63.safetensors", st({"w": ent("F32", [1 << 61], 0, 1 << 63)}, f32(48)), "w",
+                     r"tensor 'w': data_offsets \[0, 9223372036854775808\] reach beyond the data section of 192 bytes"),
+    "offsets_2p64": ("off64.safetensors", st({"w": ent("U8", [0], (1 << 64) - 1, (1 << 64) - 1)}, f32(48)), "w",
+                     r"tensor 'w': data_offsets \[18446744073709551615, 18446744073709551615\] reach beyond"),
     "zero_elements": ("zero.safetensors", st({"w": ent("F32", [0, 6], 0, 0)}), "w",
                       r"tensor 'w' has 0 elements \(shape \[0, 6\]\)"),
     "one_d": ("vec.safetensors", st({"w": ent("F32", [48], 0, 192)}, f32(48)), "w",
@@ -120,7 +152,12 @@ def hostile(command, kind):
     if command == "factorize" and tensor is not None:
         target = path + ":" + tensor
     args = [command, target] + (["--iters", "2"] if command == "factorize" else [])
+    if command == "quantize":
+        out = os.path.join(WORK, "quantize_out.safetensors")
+        args = [command, path, "-o", out, "--iters", "2"]
     run(args, 1, r"^nanoquant " + command + r": .*" + re.escape(path) + r".*" + pattern)
+    if command == "quantize" and (os.path.exists(out) or os.path.exists(out + ".parts")):
+        fail("a rejected input left " + out + " or its parts directory")
 
 
 # ---------------------------------------------------------------- checkpoints (numpy) -----------
@@ -251,8 +288,102 @@ def quantize_checkpoint():
     bad = os.path.join(WORK, "zero.safetensors")
     write_st(bad, [("layer.weight", "F32", (0, 8), b"")])
     run(["quantize", bad, "-o", os.path.join(WORK, "zero_out.safetensors")], 1, r"tensor 'layer.weight' has 0 elements")
-    run(["quantize", model, "-o", os.path.join(WORK, "x.safetensors"), "--bpw", "0.001"], 2, r"bpw")
     run(["quantize", model, "-o", os.path.join(WORK, "x.safetensors"), "--include", "("], 2, r"regular expression")
+
+
+def quantize_kept_dense():
+    """A selected 2-D tensor too small for the budget is kept dense (byte-identical) next to a real
+    one that is factorized; bad --bpw values are usage errors before any work."""
+    import numpy as np
+    q = np.load(os.path.join(DATA, "use_lite_L0_attn_q.npy"))
+    tiny = np.arange(16, dtype="<f4").reshape(4, 4) / 7.0
+    small_bf16 = (np.linspace(-1, 1, 6, dtype=np.float32).view(np.uint32) >> 16).astype("<u2")
+    tensors = [
+        ("layers.0.tiny.weight", "F32", (4, 4), tiny.tobytes()),
+        ("layers.0.q_proj.weight", "F32", q.shape, q.astype("<f4").tobytes()),
+        ("layers.0.small.weight", "BF16", (2, 3), small_bf16.tobytes()),
+        ("layers.0.norm.weight", "F32", (4,), np.ones(4, np.float32).tobytes()),
+    ]
+    model = os.path.join(WORK, "model.safetensors")
+    write_st(model, tensors)
+    out = os.path.join(WORK, "out.safetensors")
+    for d in ["", ".parts/options.json"]:
+        if os.path.exists(out + d):
+            os.remove(out + d)
+    opts = ["--include", r"^layers\.", "--bpw", "0.8", "--iters", "8"]
+    p = run(["quantize", model, "-o", out] + opts, 0, None,
+            r"4 tensors, 1 to factorize at 0\.8 bpw, 2 kept dense \(too small for the budget\), 1 to copy")
+    # the reason with the numbers, in each tensor's progress line: 0.8 bpw of a 4x4 matrix is
+    # 12.8 bits, its two scale vectors need 16*(4+4) = 128 bits, one rank 8 more: (128+8)/16 = 8.5 bpw
+    if not re.search(r"layers\.0\.tiny\.weight +4x4 +kept dense: bpw = 0\.8 gives 12\.8 bits for a 4x4 matrix, "
+                     r"but its 2 scale vectors alone need 128 bits and each rank 8 more: the smallest budget is "
+                     r"8\.5 bpw", p.stdout):
+        fail("no kept-dense progress line with the numbers for the 4x4 tensor")
+    if not re.search(r"layers\.0\.small\.weight +2x3 +kept dense: .*the smallest budget is", p.stdout):
+        fail("no kept-dense progress line for the 2x3 tensor")
+    if not re.search(r"1 factorized, 1 copied, 2 kept dense", p.stdout):
+        fail("the summary does not count the kept-dense tensors")
+    header, data = read_st(out)
+    for name, dt, shape, raw in [tensors[0], tensors[2], tensors[3]]:
+        if header.get(name, {}).get("dtype") != dt or header[name]["shape"] != list(shape) or \
+                raw_of(header, data, name) != raw:
+            fail("tensor %s is not byte-identical in the output" % name)
+    name = "layers.0.q_proj.weight"
+    if name in header or name + ".u" not in header:
+        fail(name + " was not replaced by its factorization")
+    info = json.loads(header["__metadata__"]["nanoquant.layer." + name])
+    W_hat = load_snippet()(out, name)
+    err = np.linalg.norm(q - W_hat) / np.linalg.norm(q)
+    print(f"{name}: rank {info['rank']} bpw {info['bpw']:.4f}, rel_error from the file {err:.5f}")
+    if not (0 < err < 1) or info["bpw"] > 0.8 or abs(err - info["rel_error"]) > 0.01:
+        fail("the factorized layer is inconsistent with its metadata")
+    run(["inspect", out], 0, None, r"1 factorized layer")
+    # -q: the summary alone, with the same counts
+    run(["quantize", model, "-o", os.path.join(WORK, "quiet.safetensors"), "-q"] + opts, 0, None,
+        r"1 factorized, 1 copied, 2 kept dense")
+    # a budget no selected tensor can hold is not a usage error: everything is kept dense
+    run(["quantize", model, "-o", os.path.join(WORK, "all_dense.safetensors"), "--include", r"^layers\.",
+         "--bpw", "0.01", "--iters", "2", "-q"], 0, None, r"0 factorized, 1 copied, 3 kept dense")
+    # genuinely bad values: exit code 2 before any work (no output, no parts directory)
+    bad_out = os.path.join(WORK, "bad.safetensors")
+    for v in ["0", "-1", "-0.5", "nan", "inf"]:
+        run(["quantize", model, "-o", bad_out, "--bpw", v], 2, r"--bpw must be a positive number, got")
+        if os.path.exists(bad_out) or os.path.exists(bad_out + ".parts"):
+            fail("--bpw %s: a usage error left files behind" % v)
+    run(["quantize", model, "-o", bad_out, "--iters", "0"], 2, r"--iters must be >= 1, got 0")
+
+
+def install_demo():
+    """`cmake --install` into a fresh prefix; the installed binary runs the demo from an empty
+    directory, without NANOQUANT_DATA_DIR, and must use the installed data."""
+    global NQ
+    import shutil
+    prefix = os.path.join(WORK, "prefix")
+    shutil.rmtree(prefix, ignore_errors=True)
+    p = subprocess.run([os.environ["NQ_CMAKE"], "--install", os.environ["NQ_BUILD_DIR"], "--prefix", prefix],
+                       capture_output=True, text=True)
+    print(p.stdout[-3000:], p.stderr[-3000:])
+    if p.returncode != 0:
+        fail("cmake --install failed with exit code %d" % p.returncode)
+    NQ = os.path.join(prefix, "bin", "nanoquant")
+    data = os.path.join(prefix, "share", "nanoquant", "data")
+    for f in ["use_lite_L0_attn_q.npy", "use_lite_L0_ffn_up.npy", "use_lite_L1_ffn_down.npy", "LICENSE"]:
+        if not os.path.isfile(os.path.join(data, f)):
+            fail("not installed: " + os.path.join(data, f))
+    readme = open(os.path.join(data, "README.md"), encoding="utf-8").read()
+    if "Universal Sentence Encoder Lite" not in readme or "Apache-2.0" not in readme:
+        fail("the installed data README lacks the attribution")
+    empty = os.path.join(WORK, "empty_cwd")
+    os.makedirs(empty, exist_ok=True)
+    env = sanitizer_env()
+    env.pop("NANOQUANT_DATA_DIR", None)
+    p = run(["demo", "--iters", "5", "--no-gemv"], 0, None, r"real weight matrices from ", cwd=empty, env=env)
+    used = re.search(r"real weight matrices from (.*)", p.stdout).group(1).strip()
+    if os.path.realpath(used) != os.path.realpath(data):
+        fail("the installed demo used %s, not the installed data %s" % (used, data))
+    rows = re.findall(r"^use_lite_\S+ +\d+x\d+ +[\d.]+ +\d+ +[\d.]+ +([\d.]+)", p.stdout, re.M)
+    if len(rows) != 9 or not all(0 < float(e) < 1 for e in rows):
+        fail("expected 9 table rows with 0 < rel_error < 1, got %r" % rows)
 
 
 def factorize_roundtrip():
@@ -288,12 +419,19 @@ elif CASE == "usage:unknown_command":
     run(["frobnicate"], 2, r"nanoquant: ")
 elif CASE == "quantize:checkpoint":
     quantize_checkpoint()
+elif CASE == "quantize:kept_dense":
+    quantize_kept_dense()
+elif CASE == "install:demo":
+    install_demo()
 elif CASE == "factorize:roundtrip":
     factorize_roundtrip()
 elif CASE == "usage:factorize_bad_values":
     q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
     run(["factorize", q, "--bpw", "0.001"], 2, r"smallest budget is")
     run(["factorize", q, "--rank", "0"], 2, r"--rank must be >= 1, got 0")
+    run(["factorize", q, "--rank", "-1"], 2, r"--rank must be >= 1, got -1")  # -1 once meant "not given"
+    run(["factorize", q, "--bpw", "-1"], 2, r"--bpw must be a positive number, got -1")
+    run(["factorize", q, "--bpw", "nan"], 2, r"--bpw must be a positive number, got nan")
     run(["factorize", q, "--rank", "300"], 2, r"rank must be in \[1, min\(m, n\)\] = \[1, 256\]")
     run(["factorize", q, "--schedule", "zigzag"], 2, r"unknown schedule 'zigzag'")
     run(["factorize", q, "--export", "four-scale"], 2, r"four-scale")

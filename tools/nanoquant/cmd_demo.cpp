@@ -6,8 +6,9 @@
 // measured in the same run (kernels::compare_gemv, hot cache, 1 thread, median of 5 rounds).
 //
 // The data directory is the first of: --data-dir, $NANOQUANT_DATA_DIR, DIR_OF_BINARY/data,
-// DIR_OF_BINARY/../share/nanoquant/data, ./tests/data, ./data, and the source tree's tests/data
-// this binary was built from.
+// the installed data relative to the installed binary (DIR_OF_BINARY/../share/nanoquant/data with
+// the default layout; `cmake --install` puts it there), ./tests/data, ./data, and the source
+// tree's tests/data this binary was built from.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,10 @@ std::string find_data_dir(const std::string& given)
     const std::string ed = exe_dir();
     if (!ed.empty()) {
         cands.push_back(ed + "/data");
+#ifdef NANOQUANT_INSTALLED_DATA_REL
+        if (std::string(NANOQUANT_INSTALLED_DATA_REL) != "../share/nanoquant/data")
+            cands.push_back(ed + "/" + NANOQUANT_INSTALLED_DATA_REL);
+#endif
         cands.push_back(ed + "/../share/nanoquant/data");
     }
     cands.push_back("tests/data");

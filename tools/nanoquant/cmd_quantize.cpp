@@ -5,7 +5,9 @@
 //
 // Selection: a tensor is factorized when it is 2-D, of a float dtype (F32/F16/BF16/F64), matches
 // --include (default: every name) and does not match --exclude (default: embeddings, norms and
-// the output head, see kDefaultExclude). Everything else is copied unchanged.
+// the output head, see kDefaultExclude). Everything else is copied unchanged. A selected tensor
+// too small for the bit budget (--bpw cannot hold its scale vectors plus one rank) is kept dense:
+// copied unchanged too, reported with the numbers and counted in the summary.
 //
 // Resumable: each factorized tensor is first written (atomically) to OUT.parts/NNNNN.safetensors
 // together with OUT.parts/options.json; a rerun with the same input and options reuses the parts
@@ -76,21 +78,24 @@ int run(const QuantizeArgs& a)
     } catch (const std::regex_error& e) {
         throw nanoquant::invalid_argument(std::string("--include/--exclude: invalid regular expression: ") + e.what());
     }
-    a.flags.scale_st_dtype();  // validate before any work
-    a.flags.admm_options<float>(1024, 1024);  // validates the flags on a nominal shape
+    // Every flag value is checked before any work (exit code 2); whether the budget fits a
+    // given tensor is decided per tensor below.
+    a.flags.validate();
 
     const io::Checkpoint ck(a.input);
-    // Plan: which tensors are factorized.
+    // Plan: which tensors are factorized. A selected tensor whose shape cannot hold the budget
+    // is kept dense (`dense_reason`); others that are not selected are copied (`why`).
     struct Item {
         std::string name;
         bool factorize = false;
         std::string why;
+        std::string dense_reason;
     };
     std::vector<Item> plan;
-    std::size_t n_fact = 0;
+    std::size_t n_fact = 0, n_dense = 0;
     for (const auto& e : ck.entries()) {
         const io::TensorInfo& t = ck.info(e.name);
-        Item it{e.name, false, ""};
+        Item it{e.name, false, "", ""};
         if (t.shape.size() != 2) it.why = std::to_string(t.shape.size()) + "-D";
         else if (!is_float(t.dtype)) it.why = std::string("dtype ") + io::to_string(t.dtype);
         else if (!std::regex_search(e.name, include_re)) it.why = "not matched by --include";
@@ -99,14 +104,26 @@ int run(const QuantizeArgs& a)
             if (t.numel() == 0)
                 throw io_error(ck.shard_of(e.name).file() + ": tensor '" + e.name + "' has 0 elements (shape " +
                                t.shape_string() + "); cannot factorize it (exclude it with --exclude)");
-            it.factorize = true;
-            ++n_fact;
+            try {
+                a.flags.admm_options<float>(t.shape[0], t.shape[1]);  // the flags are valid: only the budget can fail
+                it.factorize = true;
+                ++n_fact;
+            } catch (const nanoquant::invalid_argument& ex) {
+                // "nanoquant::rank_for_bpw: bpw = ... the smallest budget is X bpw" without the prefix
+                std::string msg = ex.what();
+                const std::size_t p = msg.find(": ");
+                if (msg.rfind("nanoquant::", 0) == 0 && p != std::string::npos) msg = msg.substr(p + 2);
+                it.dense_reason = msg;
+                ++n_dense;
+            }
         }
         plan.push_back(it);
     }
+    const std::size_t n_selected = n_fact + n_dense, n_copied = plan.size() - n_selected;
     if (!a.quiet)
-        std::printf("%s: %zu tensors, %zu to factorize at %.3g bpw, %zu to copy\n", a.input.c_str(), plan.size(), n_fact,
-                    a.flags.target_bpw(), plan.size() - n_fact);
+        std::printf("%s: %zu tensors, %zu to factorize at %.3g bpw, %zu kept dense (too small for the budget), "
+                    "%zu to copy\n",
+                    a.input.c_str(), plan.size(), n_fact, a.flags.target_bpw(), n_dense, n_copied);
 
     // Resume state.
     const std::string parts = a.output + ".parts";
@@ -148,10 +165,21 @@ int run(const QuantizeArgs& a)
     unsigned long fresh = 0;
     std::vector<std::string> part_path(plan.size());
     for (std::size_t k = 0; k < plan.size(); ++k) {
-        if (!plan[k].factorize) continue;
+        if (!plan[k].factorize && plan[k].dense_reason.empty()) continue;
         ++done;
         const std::string& name = plan[k].name;
         const io::TensorInfo& t = ck.info(name);
+        if (!plan[k].factorize) {
+            if (!a.quiet) {
+                const int bar = static_cast<int>(20.0 * double(done) / double(n_selected));
+                std::printf("[%3zu/%zu] [%-20s] %-36s %5lldx%-5lld kept dense: %s\n", done, n_selected,
+                            std::string(static_cast<std::size_t>(bar), '#').c_str(), name.c_str(),
+                            static_cast<long long>(t.shape[0]), static_cast<long long>(t.shape[1]),
+                            plan[k].dense_reason.c_str());
+                std::fflush(stdout);
+            }
+            continue;
+        }
         char fn[64];
         std::snprintf(fn, sizeof fn, "/%05zu.safetensors", k);
         part_path[k] = parts + fn;
@@ -170,7 +198,7 @@ int run(const QuantizeArgs& a)
                     err_sum += e;
                     if (!a.quiet)
                         std::printf("[%3zu/%zu] %-44s %5lldx%-5lld rank %4lld  %.4f bpw  rel_error %.4f  (done before, reused)\n",
-                                    done, n_fact, name.c_str(), static_cast<long long>(t.shape[0]),
+                                    done, n_selected, name.c_str(), static_cast<long long>(t.shape[0]),
                                     static_cast<long long>(t.shape[1]), static_cast<long long>(l.f.rank()),
                                     l.f.bits_per_weight(), e);
                 }
@@ -215,9 +243,9 @@ int run(const QuantizeArgs& a)
                 throw io_error("interrupted after " + std::to_string(fresh) +
                                " tensors (NANOQUANT_TEST_STOP_AFTER); rerun to resume");
         if (!a.quiet) {
-            const int bar = static_cast<int>(20.0 * double(done) / double(n_fact));
+            const int bar = static_cast<int>(20.0 * double(done) / double(n_selected));
             std::printf("[%3zu/%zu] [%-20s] %-36s %5lldx%-5lld rank %4lld  %.4f bpw  rel_error %.4f  %6.2f s\n",
-                        done, n_fact, std::string(static_cast<std::size_t>(bar), '#').c_str(), name.c_str(),
+                        done, n_selected, std::string(static_cast<std::size_t>(bar), '#').c_str(), name.c_str(),
                         static_cast<long long>(W.rows()), static_cast<long long>(W.cols()),
                         static_cast<long long>(r.factorization.rank()), r.factorization.bits_per_weight(),
                         r.relative_error, secs);
@@ -255,9 +283,9 @@ int run(const QuantizeArgs& a)
 
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     const std::size_t bytes_in = ck.total_bytes();
-    std::printf("wrote %s: %zu factorized, %zu copied; %s -> %s (ratio %.2fx); factorized weights %s -> %s "
-                "(%.2fx); mean rel_error %.4f; %.1f s\n",
-                a.output.c_str(), n_fact, plan.size() - n_fact, mib(double(bytes_in)).c_str(),
+    std::printf("wrote %s: %zu factorized, %zu copied, %zu kept dense (too small for the budget); %s -> %s "
+                "(ratio %.2fx); factorized weights %s -> %s (%.2fx); mean rel_error %.4f; %.1f s\n",
+                a.output.c_str(), n_fact, n_copied, n_dense, mib(double(bytes_in)).c_str(),
                 mib(double(bytes_out)).c_str(), double(bytes_in) / double(bytes_out), mib(double(bytes_in_fact)).c_str(),
                 mib(double(bytes_out_fact)).c_str(), bytes_out_fact ? double(bytes_in_fact) / double(bytes_out_fact) : 0.0,
                 n_fact ? err_sum / double(n_fact) : 0.0, secs);

@@ -31,8 +31,8 @@ inline void usage_check(bool cond, const std::string& message)
 
 /// The solver flags of the factorizing commands.
 struct FactorizeFlags {
-    double bpw = -1;                ///< target bits per weight (-1 = not given)
-    Index rank = -1;                ///< explicit rank (-1 = not given)
+    double bpw = -1;                ///< target bits per weight (see bpw_given())
+    Index rank = -1;                ///< explicit rank (see rank_given())
     int iters = 400;                ///< ADMM iterations
     std::uint64_t seed = 0;         ///< random seed
     std::string schedule = "linear";
@@ -46,8 +46,8 @@ struct FactorizeFlags {
     void add_to(CLI::App* cmd, double default_bpw, bool with_rank = true)
     {
         m_default_bpw = default_bpw;
-        auto* b = cmd->add_option("--bpw", bpw, "Target bits per weight (default " + fmt(default_bpw) + ")");
-        if (with_rank) cmd->add_option("--rank", rank, "Explicit rank instead of --bpw")->excludes(b);
+        m_bpw_opt = cmd->add_option("--bpw", bpw, "Target bits per weight (default " + fmt(default_bpw) + ")");
+        if (with_rank) m_rank_opt = cmd->add_option("--rank", rank, "Explicit rank instead of --bpw")->excludes(m_bpw_opt);
         cmd->add_option("--iters", iters, "ADMM iterations (default 400)");
         cmd->add_option("--seed", seed, "Random seed (default 0)");
         cmd->add_option("--schedule", schedule,
@@ -75,19 +75,33 @@ struct FactorizeFlags {
     }
 
     /// Target bpw (the default when neither --bpw nor --rank was given).
-    double target_bpw() const { return bpw != -1 ? bpw : m_default_bpw; }
+    double target_bpw() const { return bpw_given() ? bpw : m_default_bpw; }
+    /// True when --bpw was given (any value, -1 included: it is rejected by validate()).
+    bool bpw_given() const { return m_bpw_opt ? m_bpw_opt->count() > 0 : bpw != -1; }
     /// True when --rank was given.
-    bool rank_given() const { return rank != -1; }
+    bool rank_given() const { return m_rank_opt ? m_rank_opt->count() > 0 : rank != -1; }
 
-    /// AdmmOptions for an m×n matrix; validates every flag (invalid_argument names the flag).
-    template <typename Scalar = float>
-    AdmmOptions<Scalar> admm_options(Index m, Index n) const
+    /// Checks every flag value that does not depend on a matrix shape (invalid_argument names the
+    /// flag): --bpw positive and finite, --rank >= 1, --iters >= 1, --threads >= 0, a known
+    /// schedule, export and scale dtype. Whether a budget fits a given shape is admm_options()'s.
+    void validate() const
     {
         usage_check(!rank_given() || rank >= 1, "--rank must be >= 1, got " + std::to_string(rank));
-        usage_check(bpw == -1 || (bpw > 0 && std::isfinite(bpw)), "--bpw must be a positive number, got " + fmt(bpw));
+        usage_check(!bpw_given() || (bpw > 0 && std::isfinite(bpw)), "--bpw must be a positive number, got " + fmt(bpw));
         usage_check(iters >= 1, "--iters must be >= 1, got " + std::to_string(iters));
         usage_check(threads >= 0, "--threads must be >= 0, got " + std::to_string(threads));
         scale_st_dtype();
+        parse_rho_schedule(schedule);
+        parse_export_mode(export_mode);
+    }
+
+    /// AdmmOptions for an m×n matrix; validates every flag (invalid_argument names the flag) and
+    /// the budget for this shape (invalid_argument from rank_for_bpw() when --bpw cannot hold
+    /// the scales plus one rank of an m×n matrix).
+    template <typename Scalar = float>
+    AdmmOptions<Scalar> admm_options(Index m, Index n) const
+    {
+        validate();
         AdmmOptions<Scalar> o;
         o.schedule = parse_rho_schedule(schedule);
         o.export_mode = parse_export_mode(export_mode);
@@ -122,6 +136,8 @@ private:
         return os.str();
     }
     double m_default_bpw = 1.0;
+    CLI::Option* m_bpw_opt = nullptr;
+    CLI::Option* m_rank_opt = nullptr;
 };
 
 /// Throws nanoquant::io_error naming `source` if W holds a NaN or an infinity.
