@@ -3,15 +3,18 @@
 //
 // Names: gemv/<path>/<M>x<N>/r<rank>/b<batch>/t<threads>/<cold|hot>, path = dense or
 // <variant>-<f32|int8>. Counters: us (per call), speedup (dense µs / this µs, the dense case of the
-// same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time).
-// "cold" cycles through copies of the weights larger than the last-level cache (dense > 512 MiB,
-// packed > 256 MiB), as in decoding; "hot" reuses one copy.
+// same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time), and for
+// batch > 1 gemv_us (single-token GEMV on the same path and pool, timed in the same benchmark) and
+// batch_gain = batch · gemv_us / us (per-token throughput of the batched call over separate GEMVs).
+// "cold" cycles through copies of the weights larger than twice the last-level cache (and at least
+// 512 MiB dense, 256 MiB packed; kernels::cold_pool_bytes), as in decoding; "hot" reuses one copy.
 //
 // Default run (short): 4096x4096 at 1.0 and 0.55 bpw, 1 and 2 threads, batch 1 and 32, cold.
 // NANOQUANT_BENCH_FULL=1: shapes 4096x4096, 11008x4096, 4096x11008, 14336x4096; 1.0/0.8/0.55 bpw;
 // batch 1/8/32; threads 1/2; cold and hot.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -46,7 +49,7 @@ void prepare(Index m, Index n, Index r, bool cold)
         p.dense.clear();
         p.dense.shrink_to_fit();
         const std::size_t bytes = std::size_t(m) * std::size_t(n) * 4;
-        const std::size_t copies = cold ? std::max<std::size_t>(2, (std::size_t(512) << 20) / bytes + 1) : 1;
+        const std::size_t copies = cold ? std::max<std::size_t>(2, nanoquant::kernels::cold_pool_bytes(std::size_t(512) << 20) / bytes + 1) : 1;
         nanoquant::detail::Rng rng(11);
         p.dense.resize(copies);
         for (auto& W : p.dense) {
@@ -60,7 +63,7 @@ void prepare(Index m, Index n, Index r, bool cold)
         p.layers.clear();
         const PackedLayer base = random_packed_layer(m, n, r, 12);
         const std::size_t copies =
-            cold ? std::max<std::size_t>(2, (std::size_t(256) << 20) / base.sign_bytes() + 1) : 1;
+            cold ? std::max<std::size_t>(2, nanoquant::kernels::cold_pool_bytes(std::size_t(256) << 20) / base.sign_bytes() + 1) : 1;
         p.layers.assign(copies, base);
         p.r = r;
     }
@@ -124,6 +127,19 @@ void run_packed(benchmark::State& state, Index m, Index n, Index r, Index batch,
     const auto it = dense_us().find({m, n, batch, threads, cold});
     if (it != dense_us().end()) state.counters["speedup"] = it->second / us;
     state.counters["Gsignadds_per_s"] = double(r) * double(m + n) * double(batch) / (us * 1e3);
+    if (batch > 1) {
+        // Baseline of the batch: single-token GEMVs on the same path and pool, timed right here.
+        const std::size_t calls = std::max<std::size_t>(20, std::size_t(state.iterations()));
+        const auto g0 = std::chrono::steady_clock::now();
+        for (std::size_t k = 0; k < calls; ++k) {
+            gemm(Ls[i++ % Ls.size()], X.data(), n, 1, Y.data(), m, opt);
+            benchmark::DoNotOptimize(Y.data());
+        }
+        const double gemv_us =
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - g0).count() / double(calls);
+        state.counters["gemv_us"] = gemv_us;
+        state.counters["batch_gain"] = double(batch) * gemv_us / us;  // per-token throughput over GEMVs
+    }
     state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(Ls[0].sign_bytes()));
 }
 

@@ -412,6 +412,146 @@ def factorize_roundtrip():
         fail("safetensors input gives a different result than .npy input")
 
 
+JSON_KEYS = ["rows", "cols", "rank", "bpw", "iterations", "seconds", "rel_error", "method", "status"]
+
+
+def factorize_json(args):
+    p = run(["factorize"] + args + ["--json"], 0)
+    j = json.loads(p.stdout)
+    for key in JSON_KEYS:
+        if key not in j:
+            fail("--json lacks " + key)
+    return j
+
+
+def factorize_methods():
+    """Every --method on a real matrix: the JSON fields and the expected ordering of the errors."""
+    import numpy as np
+    q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
+    W = np.load(q).astype(np.float64)
+    res = {}
+    for method, extra in [("admm", ["--iters", "30"]), ("dbf", ["--iters", "30"]), ("sign", []),
+                          ("residual-2", []), ("residual-3", []), ("svd", [])]:
+        j = factorize_json([q, "--method", method] + extra)
+        if j["method"] != method or (j["rows"], j["cols"]) != (256, 256):
+            fail("unexpected --json values %r" % j)
+        res[method] = j
+        print(f"{method}: rank {j['rank']} bpw {j['bpw']:.4f} rel_error {j['rel_error']:.5f}")
+    # admm and dbf at the default 1 bpw: rank 96 from the same rule (multiples of 32; dbf: three scales)
+    for m in ["admm", "dbf"]:
+        if res[m]["rank"] != 96 or not (0.8 < res[m]["bpw"] <= 1.0) or res[m]["iterations"] != 30 or not (0 < res[m]["rel_error"] < 1):
+            fail(m + ": unexpected %r" % res[m])
+    if abs(res["dbf"]["rel_error"] - res["admm"]["rel_error"]) > 0.05:
+        fail("dbf (%.4f) is not close to admm (%.4f)" % (res["dbf"]["rel_error"], res["admm"]["rel_error"]))
+    # full-size sign paths: K bits + 16-bit scales, no rank; more paths, less error
+    for m, K in [("sign", 1), ("residual-2", 2), ("residual-3", 3)]:
+        if res[m]["rank"] is not None or res[m]["paths"] != K or abs(res[m]["bpw"] - (K + 16 * K * 512 / 65536)) > 1e-9:
+            fail(m + ": unexpected %r" % res[m])
+    if not (res["residual-3"]["rel_error"] < res["residual-2"]["rel_error"] < res["sign"]["rel_error"] < 1):
+        fail("errors do not fall with the number of sign paths")
+    # svd: the largest rank whose 16-bit factors fit 1 bpw, k = floor(65536 / (16 * 512)) = 8
+    sv = res["svd"]
+    if sv["rank"] != 8 or abs(sv["bpw"] - 1.0) > 1e-9 or not (0 < sv["rel_error"] < 1):
+        fail("svd: unexpected %r" % sv)
+    # ... and its error is that of the rank-8 truncated SVD (up to the 16-bit rounding)
+    s = np.linalg.svd(W, compute_uv=False)
+    ref = np.sqrt((s[8:] ** 2).sum() / (s ** 2).sum())
+    if abs(sv["rel_error"] - ref) > 2e-3:
+        fail("svd rel_error %.5f, numpy's rank-8 truncation %.5f" % (sv["rel_error"], ref))
+    # svd with --rank, residual-2 with a compatible --bpw
+    if factorize_json([q, "--method", "svd", "--rank", "16"])["rank"] != 16:
+        fail("svd --rank 16 not honoured")
+    if factorize_json([q, "--method", "residual-2", "--bpw", "2.25"])["rel_error"] != res["residual-2"]["rel_error"]:
+        fail("residual-2 --bpw 2.25 differs from residual-2")
+    # dbf writes a factorized layer that reads back with its error
+    out = os.path.join(WORK, "dbf.safetensors")
+    j = factorize_json([q, "--method", "dbf", "--iters", "30", "--scale-dtype", "f32", "-o", out])
+    W_hat = load_snippet()(out, "use_lite_L0_attn_q")
+    err = np.linalg.norm(W - W_hat) / np.linalg.norm(W)
+    if abs(err - j["rel_error"]) > 1e-4:
+        fail(f"numpy sees rel_error {err} in the dbf file, nanoquant reported {j['rel_error']}")
+
+
+def outlier_activations(tokens, n, seed):
+    """N(0, I) tokens + a shared rank-8 component, 4 outlier channels scaled by 20..100 (float32)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((tokens, n)) + rng.standard_normal((tokens, 8)) @ rng.standard_normal((8, n)) * 0.5
+    ch = rng.choice(n, 4, replace=False)
+    X[:, ch] *= rng.uniform(20, 100, 4)
+    return X.astype(np.float32)
+
+
+def factorize_calib():
+    """--calib: layer reconstruction lowers the output error; -o writes the refined layer; bad X."""
+    import numpy as np
+    q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
+    W = np.load(q).astype(np.float64)
+    X = outlier_activations(1024, 256, 7)
+    xp = os.path.join(WORK, "x.npy")
+    np.save(xp, X)
+    out = os.path.join(WORK, "refined.safetensors")
+    common = [q, "--bpw", "1", "--iters", "30", "--calib", xp, "--epochs", "3"]
+    j = factorize_json(common + ["--scale-dtype", "f32", "-o", out])
+    for key in ["out_rel_error", "out_rel_error_before", "rel_error_init", "tokens", "epochs"]:
+        if key not in j:
+            fail("--json with --calib lacks " + key)
+    print(f"admm: output rel_error {j['out_rel_error_before']:.5f} -> {j['out_rel_error']:.5f}")
+    if not (0 < j["out_rel_error"] < j["out_rel_error_before"] < 1) or j["tokens"] != 1024 or j["epochs"] != 3:
+        fail("reconstruction did not lower the output error: %r" % j)
+    # the file holds the refined layer: numpy's output error of it is the reported one
+    W_hat = load_snippet()(out, "use_lite_L0_attn_q")
+    Xd = X.astype(np.float64)
+    e_out = np.linalg.norm(Xd @ (W - W_hat).T) / np.linalg.norm(Xd @ W.T)
+    if abs(e_out - j["out_rel_error"]) > 1e-4 or abs(np.linalg.norm(W - W_hat) / np.linalg.norm(W) - j["rel_error"]) > 1e-4:
+        fail(f"numpy sees output rel_error {e_out} in the file, nanoquant reported {j['out_rel_error']}")
+    # float16 calibration inputs read as well; dbf is refined too
+    x16 = os.path.join(WORK, "x16.npy")
+    np.save(x16, X.astype(np.float16))
+    j16 = factorize_json([q, "--method", "dbf", "--iters", "30", "--calib", x16, "--epochs", "2"])
+    print(f"dbf: output rel_error {j16['out_rel_error_before']:.5f} -> {j16['out_rel_error']:.5f}")
+    if not (j16["out_rel_error"] < j16["out_rel_error_before"]):
+        fail("dbf + reconstruction did not lower the output error: %r" % j16)
+    # bad calibration inputs: one line naming the file and the numbers
+    bad = os.path.join(WORK, "x_wide.npy")
+    np.save(bad, X[:, :100])
+    run(["factorize"] + common[:-4] + ["--calib", bad], 1, re.escape(bad) + r": calibration inputs have 100 columns .*n = 256")
+    run(["factorize", q, "--calib", bad, "--iters", "2"], 1, r"100 columns \(shape \(1024, 100\)\)")
+    nan = os.path.join(WORK, "x_nan.npy")
+    Xn = X.copy()
+    Xn[5, 9] = np.inf
+    np.save(nan, Xn)
+    run(["factorize", q, "--calib", nan, "--iters", "2"], 1, re.escape(nan) + r": .*1 non-finite value \(first at row 5, col 9")
+    empty = os.path.join(WORK, "x_empty.npy")
+    np.save(empty, np.zeros((0, 256), np.float32))
+    run(["factorize", q, "--calib", empty, "--iters", "2"], 1, re.escape(empty) + r": .*0 tokens")
+    run(["factorize", q, "--calib", os.path.join(WORK, "missing.npy"), "--iters", "2"], 1, r"missing\.npy")
+    run(["factorize", q, "--calib", xp, "--epochs", "-1"], 2, r"--epochs must be >= 0, got -1")
+    run(["factorize", q, "--calib", xp, "--method", "svd"], 2, r"--calib .*--method svd is not supported")
+
+
+def factorize_method_usage():
+    q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
+    for bad in ["frobnicate", "residual", "residual-", "residual-x", "ADMM", "sign2"]:
+        run(["factorize", q, "--method", bad], 2, r"--method: unknown method '" + re.escape(bad) + "'")
+    run(["factorize", q, "--method", "residual-0"], 2, r"--method residual-0: K must be in \[1, 8\], got 0")
+    run(["factorize", q, "--method", "residual-9"], 2, r"K must be in \[1, 8\], got 9")
+    run(["factorize", q, "--method", "sign", "--bpw", "0.5"], 2, r"--bpw 0.5 does not fit --method sign: .*1.125 bpw")
+    run(["factorize", q, "--method", "residual-2", "--bpw", "1"], 2, r"--bpw 1 does not fit --method residual-2.*\[2, 3\)")
+    run(["factorize", q, "--method", "residual-2", "--rank", "32"], 2, r"--rank 32 does not apply to --method residual-2")
+    run(["factorize", q, "--method", "svd", "--bpw", "0.05"], 2, r"--bpw 0.05 is below the smallest svd budget.*0.125 bpw")
+    run(["factorize", q, "--method", "svd", "--rank", "300"], 2, r"--rank must be in \[1, min\(m, n\)\] = \[1, 256\], got 300")
+    run(["factorize", q, "--method", "dbf", "--bpw", "0.001"], 2, r"smallest budget is")
+    for m in ["sign", "residual-2", "svd"]:
+        run(["factorize", q, "--method", m, "-o", os.path.join(WORK, "x.safetensors")], 2,
+            r"-o writes a low-rank binary factorization .*--method " + m + r" does not produce")
+        run(["factorize", q, "--method", m, "--iters", "5"], 2, r"--iters applies to --method admm and dbf only")
+    run(["factorize", q, "--method", "dbf", "--schedule", "cubic"], 2, r"--schedule applies to --method admm only")
+    run(["factorize", q, "--method", "dbf", "--export", "three-scale"], 2, r"dbf always exports three scales")
+    run(["factorize", q, "--epochs", "3"], 2, r"--epochs needs --calib")
+    run(["factorize", q, "--calib", q.replace(".npy", ".txt")], 2, r"--calib expects a \.npy file")
+
+
 if CASE.startswith("hostile:"):
     _, command, kind = CASE.split(":")
     hostile(command, kind)
@@ -425,6 +565,12 @@ elif CASE == "install:demo":
     install_demo()
 elif CASE == "factorize:roundtrip":
     factorize_roundtrip()
+elif CASE == "factorize:methods":
+    factorize_methods()
+elif CASE == "factorize:calib":
+    factorize_calib()
+elif CASE == "usage:factorize_methods":
+    factorize_method_usage()
 elif CASE == "usage:factorize_bad_values":
     q = os.path.join(DATA, "use_lite_L0_attn_q.npy")
     run(["factorize", q, "--bpw", "0.001"], 2, r"smallest budget is")

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <array>
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -97,7 +98,7 @@ TEST_CASE("every variant computes the exact float product on edge shapes", "[ker
 TEST_CASE("batched float GEMM matches per-token GEMV on every variant", "[kernels][gemm]")
 {
     for (const KernelTable* K : all_tables()) {
-        for (Index batch : {2, 3, 5, 8, 13, 32}) {
+        for (Index batch : {2, 3, 5, 8, 13, 16, 17, 32, 40}) {
             const Index m = 65 + batch, n = 129 + 3 * batch, r = 33 + batch;
             const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 0, 500 + batch);
             const PackedLayer L = pack_layer(f);
@@ -140,6 +141,37 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
                 Matrix<float> y1(m, 5);
                 for (Index b = 0; b < 5; ++b) y1.col(b) = gemv(L, Vector<float>(X.col(b)), opt);
                 REQUIRE(bit_equal(y1, ref));
+            }
+        }
+    }
+}
+
+TEST_CASE("int8 GEMM of many tokens (token-lane kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
+{
+    // From 16 tokens on, the AVX-512 variant sums int16 table entries per strip of 128 columns;
+    // the extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the int16 worst case per strip.
+    const auto tables = all_tables();
+    std::uint64_t seed = 9100;
+    for (Index batch : {16, 17, 32, 33, 70}) {
+        for (auto [m, n, r] : {std::array<Index, 3>{33, 129, 17}, std::array<Index, 3>{130, 513, 65},
+                               std::array<Index, 3>{16, 64, 1}}) {
+            const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 1, ++seed);
+            const PackedLayer L = pack_layer(f);
+            Matrix<float> X = nqtest::random_matrix(n, batch, ++seed);
+            const Matrix<float> vt = f.vt.unpack<float>();
+            for (Index j = 0; j < n; ++j) X(j, 0) = vt(0, j) / f.s_in(j);
+            GemvOptions opt;
+            opt.precision = Precision::Int8;
+            opt.kernels = &kernel_table(KernelTarget::Scalar);
+            const Matrix<float> ref = gemm(L, X, opt);
+            for (const KernelTable* K : tables) {
+                for (int threads : {1, 2}) {
+                    opt.kernels = K;
+                    opt.num_threads = threads;
+                    INFO("variant " << K->name << " batch " << batch << " shape " << m << "x" << n << " rank " << r
+                                    << " threads " << threads);
+                    REQUIRE(bit_equal(gemm(L, X, opt), ref));
+                }
             }
         }
     }

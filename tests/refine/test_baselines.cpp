@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
 
+#include <nanoquant/baselines/dbf.hpp>
 #include <nanoquant/baselines/residual_binary.hpp>
 #include <nanoquant/baselines/svd16.hpp>
 #include <nanoquant/detail/random.hpp>
@@ -89,4 +90,47 @@ TEST_CASE("svd16 at equal bits: rank rule, planted low rank, half-precision stor
     REQUIRE_THROWS_WITH(svd16<double>(W, 0), Contains("rank must be in [1, min(m, n) = 20], got 0"));
     REQUIRE_THROWS_WITH(residual_binarize<double>(W, ResidualBinaryOptions{0, 1, 1}), Contains("paths must be >= 1"));
     REQUIRE_THROWS_WITH(sign_binarize<double>(W, Vector<double>::Zero(20)), Contains("imp_in must be > 0"));
+}
+
+TEST_CASE("dbf recovers a planted three-scale binary factorization; its error falls with the rank", "[refine][baselines]")
+{
+    using Catch::Matchers::Contains;
+    detail::Rng rng(4);
+    const Index m = 64, n = 48, r = 8;
+    auto sgn = [](const Matrix<double>& M) { return Matrix<double>(M.unaryExpr([](double v) { return v < 0 ? -1.0 : 1.0; })); };
+    const Vector<double> h = rand_pos(m, rng), g = rand_pos(n, rng), s = rand_pos(r, rng);
+    const Matrix<double> U = sgn(randn(m, r, rng)), V = sgn(randn(n, r, rng));
+    const Matrix<double> W = h.asDiagonal() * U * s.asDiagonal() * V.transpose() * g.asDiagonal();
+    DbfOptions<double> o;
+    o.rank = r;
+    o.iterations = 50;
+    const auto planted = dbf_factorize<double>(W, o);
+    // The transpose rule (rows < cols) must give the same quality.
+    const Matrix<double> Wt = W.transpose();
+    const auto planted_t = dbf_factorize<double>(Wt, o);
+    // A Gaussian matrix of the same shape at the same rank, for scale.
+    const Matrix<double> G = randn(m, n, rng);
+    const auto gauss = dbf_factorize<double>(G, o);
+    INFO("planted " << planted.relative_error << ", transposed " << planted_t.relative_error << ", gaussian "
+                    << gauss.relative_error);
+    REQUIRE(planted.factorization.rank() == r);
+    REQUIRE(planted.factorization.has_mid_scale());
+    CHECK(planted.relative_error < 0.06);
+    CHECK(planted_t.relative_error < 0.06);
+    CHECK(gauss.relative_error > 0.5);
+    // The reported error is the error of the returned factorization.
+    CHECK(planted.relative_error == Approx(rel(W, planted.factorization.reconstruct())).epsilon(1e-9));
+    CHECK(planted_t.factorization.rows() == n);
+
+    // On a Gaussian matrix more rank means less error.
+    double prev = 1.0;
+    for (Index rank : {4, 8, 16, 32}) {
+        o.rank = rank;
+        const double e = dbf_factorize<double>(G, o).relative_error;
+        INFO("rank " << rank << ": " << e);
+        CHECK(e < prev);
+        prev = e;
+    }
+    o.rank = 0;
+    REQUIRE_THROWS_WITH(dbf_factorize<double>(G, o), Contains("rank must be in [1, min(m, n)] = [1, 48], got 0"));
 }

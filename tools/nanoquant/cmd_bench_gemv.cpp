@@ -56,20 +56,37 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
         }
         if (a->json) {
             nlohmann::json paths = nlohmann::json::array();
-            for (const auto& p : c.paths)
-                paths.push_back({{"name", p.name}, {"exact", p.exact}, {"us", p.us}, {"speedup", p.speedup}});
+            for (const auto& p : c.paths) {
+                nlohmann::json j = {{"name", p.name}, {"exact", p.exact}, {"us", p.us}, {"speedup", p.speedup}};
+                if (c.batch > 1) {
+                    j["gemv_us"] = p.gemv_us;
+                    j["batch_gain"] = p.batch_gain;
+                }
+                paths.push_back(j);
+            }
             std::printf("%s\n", nlohmann::json{{"dense_us", c.dense_us}, {"paths", paths}}.dump().c_str());
             return nanoquant::cli::kSuccess;
         }
+        const std::size_t llc = last_level_cache_bytes();
         std::printf("%ldx%ld, rank %ld (%.3f bpw), batch %ld, %d thread(s), %s weights, median of %d rounds\n",
                     long(c.m), long(c.n), long(c.rank), c.bpw, long(c.batch), c.threads,
-                    o.cold ? "cold (cycled > LLC)" : "hot", o.rounds);
+                    o.cold ? "cold (cycled through > 2x LLC)" : "hot", o.rounds);
+        if (o.cold)
+            std::printf("  last-level cache %s; pools: dense %.0f MiB, packed %.0f MiB\n",
+                        llc ? (std::to_string(llc >> 20) + " MiB").c_str() : "unknown",
+                        double(o.dense_pool_bytes) / 1048576.0, double(o.packed_pool_bytes) / 1048576.0);
         const double adds = double(c.rank) * double(c.m + c.n) * double(c.batch);
         std::printf("  %-14s %12s %9s %14s\n", "path", "us/call", "speedup", "G sign-adds/s");
         std::printf("  %-14s %12.1f %9s %14s\n", "dense-eigen", c.dense_us, "1.00x", "-");
         for (const auto& p : c.paths)
             std::printf("  %-14s %12.1f %8.2fx %14.1f%s\n", p.name.c_str(), p.us, p.speedup, adds / (p.us * 1e3),
                         p.exact ? "" : "  (int8 activations)");
+        if (c.batch > 1) {
+            std::printf("  per-token throughput of one batch-%ld call over %ld single-token GEMVs (same path, same run):\n",
+                        long(c.batch), long(c.batch));
+            for (const auto& p : c.paths)
+                std::printf("  %-14s %8.2fx  (GEMV %.1f us)\n", p.name.c_str(), p.batch_gain, p.gemv_us);
+        }
         return nanoquant::cli::kSuccess;
     };
 }};

@@ -17,6 +17,7 @@
 #include <nanoquant/core/checks.hpp>
 #include <nanoquant/error.hpp>
 #include <nanoquant/io/safetensors.hpp>
+#include <nanoquant/refine/layer_reconstruction.hpp>
 #include <nanoquant/solvers/admm_options.hpp>
 #include <nanoquant/solvers/status.hpp>
 
@@ -138,6 +139,66 @@ private:
     double m_default_bpw = 1.0;
     CLI::Option* m_bpw_opt = nullptr;
     CLI::Option* m_rank_opt = nullptr;
+};
+
+/// The layer-reconstruction flags (`--calib` runs): bound straight to a LayerReconstructionOptions,
+/// so the defaults shown in --help are the library's (refine/layer_reconstruction.hpp).
+struct ReconstructionFlags {
+    LayerReconstructionOptions opts;  ///< library defaults until a flag overrides them
+
+    /// Registers --epochs, --batch-size, --lr, --lr-scale, --polish-rounds and --refit-rounds on `cmd`.
+    void add_to(CLI::App* cmd)
+    {
+        const LayerReconstructionOptions d;
+        cmd->add_option("--epochs", opts.epochs, "With --calib: passes over the calibration tokens (default " +
+                                                     std::to_string(d.epochs) + ")");
+        cmd->add_option("--batch-size", opts.batch_size,
+                        "With --calib: tokens per Adam step (default " + std::to_string(d.batch_size) + ")");
+        cmd->add_option("--lr", opts.lr_latent,
+                        "With --calib: peak Adam rate of the unit-RMS sign latents (default " + fmt(d.lr_latent) + ")");
+        cmd->add_option("--lr-scale", opts.lr_scale,
+                        "With --calib: peak Adam rate of the scales, relative to their RMS (default " +
+                            fmt(d.lr_scale) + ")");
+        cmd->add_option("--polish-rounds", opts.polish_rounds,
+                        "With --calib: rounds of exact U sign polish + scale refit after the epochs (default " +
+                            std::to_string(d.polish_rounds) + ", 0 = off)");
+        cmd->add_option("--refit-rounds", opts.refit_rounds,
+                        "With --calib: rounds of the exact output-aware scale refit per epoch (default " +
+                            std::to_string(d.refit_rounds) + ", 0 = off)");
+    }
+
+    /// The names of the flags, for "needs --calib" checks.
+    static const char* const* names()
+    {
+        static const char* const n[] = {"--epochs", "--batch-size", "--lr", "--lr-scale", "--polish-rounds",
+                                        "--refit-rounds", nullptr};
+        return n;
+    }
+
+    /// The options with `seed`; validates them, naming the flag (exit code 2).
+    LayerReconstructionOptions options(std::uint64_t seed) const
+    {
+        usage_check(opts.epochs >= 0, "--epochs must be >= 0, got " + std::to_string(opts.epochs));
+        usage_check(opts.batch_size >= 1, "--batch-size must be >= 1, got " + std::to_string(opts.batch_size));
+        usage_check(std::isfinite(opts.lr_latent) && opts.lr_latent >= 0,
+                    "--lr must be a number >= 0, got " + fmt(opts.lr_latent));
+        usage_check(std::isfinite(opts.lr_scale) && opts.lr_scale >= 0,
+                    "--lr-scale must be a number >= 0, got " + fmt(opts.lr_scale));
+        usage_check(opts.polish_rounds >= 0, "--polish-rounds must be >= 0, got " + std::to_string(opts.polish_rounds));
+        usage_check(opts.refit_rounds >= 0, "--refit-rounds must be >= 0, got " + std::to_string(opts.refit_rounds));
+        LayerReconstructionOptions o = opts;
+        o.seed = seed;
+        o.validate();
+        return o;
+    }
+
+private:
+    static std::string fmt(double v)
+    {
+        std::ostringstream os;
+        os << v;
+        return os.str();
+    }
 };
 
 /// Throws nanoquant::io_error naming `source` if W holds a NaN or an infinity.

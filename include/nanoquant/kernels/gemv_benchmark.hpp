@@ -9,8 +9,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -61,6 +66,29 @@ inline PackedLayer random_packed_layer(Index m, Index n, Index r, std::uint64_t 
     return L;
 }
 
+/// Size in bytes of the CPU's last-level data cache: sysconf(_SC_LEVEL3_CACHE_SIZE) where the C
+/// library reports it, else /sys/devices/system/cpu/cpu0/cache/index3/size (Linux), else 0 (unknown).
+inline std::size_t last_level_cache_bytes()
+{
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    const long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (v > 0) return std::size_t(v);
+#endif
+    std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index3/size");
+    std::size_t kib = 0;
+    char unit = 0;
+    if (f >> kib >> unit && (unit == 'K' || unit == 'k')) return kib << 10;
+    if (unit == 'M' || unit == 'm') return kib << 20;
+    return 0;
+}
+
+/// Bytes a pool of weight copies must exceed to be streamed from DRAM: twice the last-level
+/// cache, and at least `floor` (also the value when the cache size is unknown).
+inline std::size_t cold_pool_bytes(std::size_t floor)
+{
+    return std::max(floor, 2 * last_level_cache_bytes());
+}
+
 /// Options of compare_gemv().
 struct GemvBenchOptions {
     /// Threads for every measured path, the dense baseline included (>= 1).
@@ -70,10 +98,10 @@ struct GemvBenchOptions {
     /// Cycle through copies of the weights larger than the last-level cache (true, default) or
     /// reuse one copy (hot).
     bool cold = true;
-    /// Bytes the cycled packed copies must exceed (default 256 MiB).
-    std::size_t packed_pool_bytes = std::size_t(256) << 20;
-    /// Bytes the cycled dense copies must exceed (default 512 MiB).
-    std::size_t dense_pool_bytes = std::size_t(512) << 20;
+    /// Bytes the cycled packed copies must exceed (default: 2 × the last-level cache, >= 256 MiB).
+    std::size_t packed_pool_bytes = cold_pool_bytes(std::size_t(256) << 20);
+    /// Bytes the cycled dense copies must exceed (default: 2 × the last-level cache, >= 512 MiB).
+    std::size_t dense_pool_bytes = cold_pool_bytes(std::size_t(512) << 20);
     /// Rounds; each round times every path once, and the reported time is the median (default 7).
     int rounds = 7;
     /// Minimum seconds per path per round (default 0.02).
@@ -88,6 +116,11 @@ struct PathTiming {
     bool exact = true;   ///< float32 activations (true) or int8 (false)
     double us = 0;       ///< median µs per call (one call = `batch` tokens)
     double speedup = 0;  ///< dense_us / us
+    /// With batch > 1: median µs of one single-token GEMV on the same path, in the same run, and
+    /// batch_gain = batch · gemv_us / us, the per-token throughput of the batched call over
+    /// `batch` separate GEMVs (0 when batch == 1).
+    double gemv_us = 0;
+    double batch_gain = 0;
 };
 
 /// Result of compare_gemv(): every figure from the same run.
@@ -183,7 +216,7 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     struct Path {
         PathTiming t;
         GemvOptions opt;
-        std::vector<double> samples;
+        std::vector<double> samples, gemv_samples;
     };
     std::vector<Path> paths;
     for (KernelTarget tg : supported_targets()) {
@@ -211,12 +244,17 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
         dense_samples.push_back(detail::time_call_us(
             [&](std::size_t i) { detail::dense_apply(dense[i % dense_copies], X, Y, o.threads); },
             o.min_round_seconds, counter));
-        for (Path& P : paths)
+        for (Path& P : paths) {
             P.samples.push_back(detail::time_call_us(
                 [&](std::size_t i) {
                     gemm(layers[i % packed_copies], X.data(), n, o.batch, Y.data(), m, P.opt);
                 },
                 o.min_round_seconds, counter));
+            if (o.batch > 1)
+                P.gemv_samples.push_back(detail::time_call_us(
+                    [&](std::size_t i) { gemm(layers[i % packed_copies], X.data(), n, 1, Y.data(), m, P.opt); },
+                    o.min_round_seconds, counter));
+        }
     }
     auto median = [](std::vector<double> v) {
         std::sort(v.begin(), v.end());
@@ -226,6 +264,10 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     for (Path& P : paths) {
         P.t.us = median(P.samples);
         P.t.speedup = res.dense_us / P.t.us;
+        if (o.batch > 1) {
+            P.t.gemv_us = median(P.gemv_samples);
+            P.t.batch_gain = double(o.batch) * P.t.gemv_us / P.t.us;
+        }
         res.paths.push_back(P.t);
     }
     return res;

@@ -104,11 +104,16 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32(const std::uint32_t* tiles, Index ro
         for (int g = 0; g < 16; ++g) tab[g] = detail::group_table(x + 32 * c + 4 * g, s0, s1, s2, s3);
         const std::uint32_t* t0 = tiles + (c * row_blocks) * 16;
         const std::uint32_t* t1 = tiles + ((c + 1) * row_blocks) * 16;
+        // The next strip's streams, where the prefetch distance runs past this thread's rows.
+        const std::uint32_t* n0 = tiles + ((c + 2) * row_blocks + rb_begin - rb_end) * 16;
+        const std::uint32_t* n1 = tiles + ((c + 3) * row_blocks + rb_begin - rb_end) * 16;
         for (Index R = rb_begin; R < rb_end; ++R) {
             // Weights come from DRAM once per call: prefetch 2 KiB ahead in both streams (the
-            // hardware prefetcher stops at every 4 KiB page).
-            _mm_prefetch(reinterpret_cast<const char*>(t0 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(t1 + 16 * (R + kPrefetchTiles)), _MM_HINT_T0);
+            // hardware prefetcher stops at every 4 KiB page), continuing into this thread's part
+            // of the next strip rather than into rows another thread reads.
+            const Index P = R + kPrefetchTiles;
+            _mm_prefetch(reinterpret_cast<const char*>(P < rb_end ? t0 + 16 * P : n0 + 16 * P), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(P < rb_end ? t1 + 16 * P : n1 + 16 * P), _MM_HINT_T0);
             const __m512i v0 = _mm512_load_si512(t0 + 16 * R);
             const __m512i v1 = _mm512_load_si512(t1 + 16 * R);
             const __m512 s = detail::strip_sum(v0, v1, tab);
@@ -180,9 +185,11 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
         const Index cw = col_words - c < 4 ? col_words - c : 4;
         for (Index R = rb_begin; R < rb_end; ++R) {
             __m512i lo = _mm512_setzero_si512(), hi = lo;
-            for (Index k = 0; k < cw; ++k)
-                _mm_prefetch(reinterpret_cast<const char*>(tiles + ((c + k) * row_blocks + R + kPrefetchTiles) * 16),
-                             _MM_HINT_T0);
+            // Prefetch within this thread's rows, continuing into its part of the next strip.
+            const Index P = R + kPrefetchTiles;
+            const Index pc = P < rb_end ? c : c + 4, pr = P < rb_end ? P : rb_begin + (P - rb_end);
+            for (Index k = 0; k < 4; ++k)
+                _mm_prefetch(reinterpret_cast<const char*>(tiles + ((pc + k) * row_blocks + pr) * 16), _MM_HINT_T0);
             for (Index k = 0; k < cw; ++k)
                 detail::lut_word(_mm512_load_si512(tiles + ((c + k) * row_blocks + R) * 16), tables + 256 * (c + k),
                                  lo, hi);
@@ -192,8 +199,133 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
     }
 }
 
+namespace detail {
+/// Column words per strip of the token-lane kernels: 32 groups of 4 columns, whose tables
+/// (32 × 1 KiB) stay in L1, and whose int16 partial sums cannot overflow (32 · 4 · 127 < 2^15).
+constexpr Index kLaneStripWords = 4;
+
+/// Byte offsets (nibble · 64) of the table entry of each of the 16 rows of row block R, for every
+/// group of the strip's cw words starting at c0: offs[16 · g + row].
+NANOQUANT_TARGET_AVX512 inline void lane_offsets(const std::uint32_t* tiles, Index row_blocks, Index c0, Index cw,
+                                                 Index R, std::uint16_t* offs)
+{
+    const __m512i nib = _mm512_set1_epi32(0xF << 6);
+    for (Index k = 0; k < cw; ++k) {
+        const __m512i v = _mm512_load_si512(tiles + ((c0 + k) * row_blocks + R) * 16);
+        for (int g = 0; g < 8; ++g) {
+            const __m512i o = g == 0   ? _mm512_and_si512(_mm512_slli_epi32(v, 6), nib)
+                              : g == 1 ? _mm512_and_si512(_mm512_slli_epi32(v, 2), nib)
+                                       : _mm512_and_si512(_mm512_srli_epi32(v, 4 * g - 6), nib);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(offs + (8 * k + g) * 16), _mm512_cvtepi32_epi16(o));
+        }
+    }
+}
+
+/// Int8 lanes: 32 tokens as int16 (exact: a strip's partial sums fit, see kLaneStripWords), widened
+/// into an int32 accumulator of 32 lanes per row after each strip.
+struct LaneI16 {
+    using In = std::int16_t;
+    using Acc = std::int32_t;
+    static constexpr int kTokens = 32;
+    NANOQUANT_TARGET_AVX512 static __m512i zero() { return _mm512_setzero_si512(); }
+    NANOQUANT_TARGET_AVX512 static __m512i load(const void* p) { return _mm512_load_si512(p); }
+    NANOQUANT_TARGET_AVX512 static __m512i add(__m512i a, __m512i b) { return _mm512_add_epi16(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512i sub(__m512i a, __m512i b) { return _mm512_sub_epi16(a, b); }
+    NANOQUANT_TARGET_AVX512 static __m512i twice(__m512i a) { return _mm512_slli_epi16(a, 1); }
+    NANOQUANT_TARGET_AVX512 static void accumulate(Acc* a, __m512i s)
+    {
+        _mm512_store_si512(a, _mm512_add_epi32(_mm512_load_si512(a), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s))));
+        _mm512_store_si512(a + 16, _mm512_add_epi32(_mm512_load_si512(a + 16),
+                                                    _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s, 1))));
+    }
+};
+
+/// Token-lane GEMM rows for one block of Lane::kTokens tokens (fewer are zero-padded): the
+/// transposed inputs Xt (32·col_words columns × kTokens lanes) give, per group of 4 columns, a table
+/// of the 16 signed sums with one lane per token (64 bytes per entry, 1 KiB per group); each row
+/// then adds one entry per group, chosen by its nibble of signs (a scalar 16-bit offset load and
+/// one vector add with a memory operand, for all tokens at once). acc: rows × kTokens.
+template <typename Lane>
+NANOQUANT_TARGET_AVX512 inline void lane_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const typename Lane::In* Xt,
+                                               typename Lane::In* tables, std::uint16_t* offs, typename Lane::Acc* acc)
+{
+    constexpr int L = Lane::kTokens;
+    const Index rows = 16 * (rb_end - rb_begin);
+    std::memset(acc, 0, std::size_t(rows) * L * sizeof(typename Lane::Acc));
+    for (Index c0 = 0; c0 < col_words; c0 += kLaneStripWords) {
+        const Index cw = col_words - c0 < kLaneStripWords ? col_words - c0 : kLaneStripWords;
+        const int groups = int(8 * cw);
+        // Entry e of group g = Σ_t (bit t of e ? −x : x)[4g + t]: T[e] = T[e without its lowest set
+        // bit t] − 2·x_t, a fixed order, so every row sees the same table values.
+        for (int g = 0; g < groups; ++g) {
+            const typename Lane::In* a = Xt + (32 * c0 + 4 * g) * L;
+            auto* T = tables + g * 16 * L;
+            decltype(Lane::zero()) d[4];
+            for (int t = 0; t < 4; ++t) d[t] = Lane::twice(Lane::load(a + L * t));
+            const auto t0 = Lane::add(Lane::add(Lane::load(a), Lane::load(a + L)),
+                                      Lane::add(Lane::load(a + 2 * L), Lane::load(a + 3 * L)));
+            std::memcpy(T, &t0, 64);
+            for (int e = 1; e < 16; ++e) {
+                const int t = __builtin_ctz(unsigned(e));
+                const auto v = Lane::sub(Lane::load(T + (e & (e - 1)) * L), d[t]);
+                std::memcpy(T + e * L, &v, 64);
+            }
+        }
+        const char* tb = reinterpret_cast<const char*>(tables);
+        for (Index R = rb_begin; R < rb_end; ++R) {
+            lane_offsets(tiles, row_blocks, c0, cw, R, offs);
+            for (int i = 0; i < 16; ++i) {
+                auto s0 = Lane::zero(), s1 = s0;
+                int g = 0;
+                for (; g + 1 < groups; g += 2) {
+                    s0 = Lane::add(s0, Lane::load(tb + 1024 * g + offs[g * 16 + i]));
+                    s1 = Lane::add(s1, Lane::load(tb + 1024 * (g + 1) + offs[(g + 1) * 16 + i]));
+                }
+                if (g < groups) s0 = Lane::add(s0, Lane::load(tb + 1024 * g + offs[g * 16 + i]));
+                Lane::accumulate(acc + ((R - rb_begin) * 16 + i) * L, Lane::add(s0, s1));
+            }
+        }
+    }
+}
+
+/// Batched rows through lane_block: X (token b at X + b·ldx, 32·col_words entries) in blocks of
+/// Lane::kTokens tokens, transposed into thread-local buffers; out + b·ldo receives token b.
+template <typename Lane, typename XIn, typename Out>
+NANOQUANT_TARGET_AVX512 inline void lane_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const XIn* X, Index ldx, Index batch,
+                                               Out* out, Index ldo)
+{
+    constexpr int L = Lane::kTokens;
+    thread_local AlignedVector<typename Lane::In> xt, tables;
+    thread_local AlignedVector<std::uint16_t> offs;
+    thread_local AlignedVector<typename Lane::Acc> acc;
+    const Index cols = 32 * col_words, rows = 16 * (rb_end - rb_begin);
+    if (xt.size() < std::size_t(cols * L)) xt.resize(std::size_t(cols * L));
+    if (tables.size() < std::size_t(8 * kLaneStripWords * 16 * L)) tables.resize(std::size_t(8 * kLaneStripWords * 16 * L));
+    if (offs.size() < std::size_t(8 * kLaneStripWords * 16)) offs.resize(std::size_t(8 * kLaneStripWords * 16));
+    if (acc.size() < std::size_t(rows * L)) acc.resize(std::size_t(rows * L));
+    for (Index b0 = 0; b0 < batch; b0 += L) {
+        const Index nb = batch - b0 < L ? batch - b0 : L;
+        for (Index j = 0; j < cols; ++j) {
+            typename Lane::In* dst = xt.data() + j * L;
+            for (Index b = 0; b < nb; ++b) dst[b] = typename Lane::In(X[(b0 + b) * ldx + j]);
+            for (Index b = nb; b < L; ++b) dst[b] = 0;
+        }
+        lane_block<Lane>(tiles, row_blocks, col_words, rb_begin, rb_end, xt.data(), tables.data(), offs.data(),
+                         acc.data());
+        for (Index b = 0; b < nb; ++b) {
+            Out* o = out + (b0 + b) * ldo + 16 * rb_begin;
+            for (Index i = 0; i < rows; ++i) o[i] = acc[std::size_t(i * L + b)];
+        }
+    }
+}
+}  // namespace detail
+
 /// Batched float rows (see DotF32BatchFn): per strip, every token's 16 tables are built into a
-/// thread-local buffer (L1) and the tile indices are shared by all tokens.
+/// thread-local buffer (L1) and the tile indices are shared by all tokens. (Float token lanes, 16
+/// tokens per register, were tried through detail::lane_batch: 64 sign-adds per instruction, like
+/// VPERMPS + VADDPS, plus the transposes: no faster, so only the int16 lanes use it.)
 NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                   Index rb_begin, Index rb_end, const float* X, Index ldx,
                                                   Index batch, float* out, Index ldo)
@@ -275,11 +407,17 @@ NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, I
 }
 }  // namespace detail
 
-/// Batched integer rows (see DotI8BatchFn): tokens in blocks of 12 per row block; exact.
+/// Batched integer rows (see DotI8BatchFn), exact. From 16 tokens on: the token-lane kernel
+/// (detail::lane_batch with int16 lanes) on blocks of 32 tokens; below: tokens in blocks of 12 per
+/// row block.
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
 {
+    if (batch >= 16) {
+        detail::lane_batch<detail::LaneI16>(tiles, row_blocks, col_words, rb_begin, rb_end, Q, ldq, batch, out, ldo);
+        return;
+    }
     thread_local AlignedVector<std::int32_t> qsums;
     if (qsums.size() < std::size_t(batch)) qsums.resize(std::size_t(batch));
     for (Index b = 0; b < batch; ++b) {
