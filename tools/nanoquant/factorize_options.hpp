@@ -160,7 +160,7 @@ struct ReconstructionFlags {
                         "With --calib: peak Adam rate of the scales, relative to their RMS (default " +
                             fmt(d.lr_scale) + ")");
         cmd->add_option("--polish-rounds", opts.polish_rounds,
-                        "With --calib: rounds of exact U sign polish + scale refit after the epochs (default " +
+                        "With --calib: rounds of exact U and V sign polish + scale refit after the epochs (default " +
                             std::to_string(d.polish_rounds) + ", 0 = off)");
         cmd->add_option("--refit-rounds", opts.refit_rounds,
                         "With --calib: rounds of the exact output-aware scale refit per epoch (default " +
