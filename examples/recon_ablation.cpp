@@ -81,15 +81,12 @@ int main(int argc, char** argv)
     try {
         const Matrix<float> W = io::load_npy<float>(std::string(NANOQUANT_DATA_DIR) + "/" + name + ".npy");
         const Index m = W.rows(), n = W.cols();
-        OutlierActivationOptions ao;
-        ao.seed = seed;
-        ao.token_seed = 1;
-        const Matrix<float> X = make_outlier_activations<float>(tokens, n, ao);
-        ao.token_seed = 2;
-        const Matrix<float> Xt = make_outlier_activations<float>(tokens, n, ao);
-        const Vector<float> i_norm = channel_importance<float>(X, 256);
-        const Vector<float> o_norm = Vector<float>::Ones(m);
-        const Matrix<float> Y = dense_targets<float>(W, X);
+        const auto cal = make_synthetic_calibration<float>(W, tokens, seed);
+        const Matrix<float>& X = cal.X;
+        const Matrix<float>& Xt = cal.X_heldout;
+        const Vector<float>& i_norm = cal.i_norm;
+        const Vector<float>& o_norm = cal.o_norm;
+        const Matrix<float>& Y = cal.Y;
         AdmmOptions<float> o;
         o.rank = rank_for_bpw(m, n, bpw, ScaleLayout::ThreeScales, RankRule::fine());
         o.iterations = iterations;

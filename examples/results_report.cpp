@@ -91,15 +91,12 @@ int main(int argc, char** argv)
     for (const auto& name : matrices) {
         const Matrix<float> W = io::load_npy<float>(data_dir + "/" + name + ".npy");
         const Index m = W.rows(), n = W.cols();
-        OutlierActivationOptions ao;
-        ao.seed = seed;
-        ao.token_seed = 1;
-        const Matrix<float> X = make_outlier_activations<float>(tokens, n, ao);
-        ao.token_seed = 2;
-        const Matrix<float> Xt = make_outlier_activations<float>(tokens, n, ao);
-        const Vector<float> i_norm = channel_importance<float>(X, 256);
-        const Vector<float> o_norm = Vector<float>::Ones(m);
-        const Matrix<float> Y = dense_targets<float>(W, X);
+        const auto cal = make_synthetic_calibration<float>(W, tokens, seed);
+        const Matrix<float>& X = cal.X;
+        const Matrix<float>& Xt = cal.X_heldout;
+        const Vector<float>& i_norm = cal.i_norm;
+        const Vector<float>& o_norm = cal.o_norm;
+        const Matrix<float>& Y = cal.Y;
         auto add = [&](const std::string& method, double target, double bpw, const Matrix<float>& What) {
             rows.push_back({name, method, target, bpw, double((W - What).norm() / W.norm()), weighted_err(W, What, i_norm),
                             output_relative_error<float>(W, What, X), output_relative_error<float>(W, What, Xt)});

@@ -27,14 +27,12 @@ TEST_CASE("layer reconstruction lowers the ADMM init's output error by >= 30 % o
     for (const char* name : matrices) {
         const Matrix<float> W = io::load_npy<float>(std::string(NANOQUANT_DATA_DIR) + "/" + name + ".npy");
         const Index m = W.rows(), n = W.cols();
-        OutlierActivationOptions ao;  // 4 outlier channels, factors 20–100, seed 0
-        ao.token_seed = 1;
-        const Matrix<float> X = make_outlier_activations<float>(tokens, n, ao);
-        ao.token_seed = 2;
-        const Matrix<float> Xt = make_outlier_activations<float>(tokens, n, ao);
-        const Vector<float> i_norm = channel_importance<float>(X, 256);
-        const Vector<float> o_norm = Vector<float>::Ones(m);
-        const Matrix<float> Y = dense_targets<float>(W, X);
+        const auto cal = make_synthetic_calibration<float>(W, tokens);  // 4 outlier channels, factors 20–100, seed 0
+        const Matrix<float>& X = cal.X;
+        const Matrix<float>& Xt = cal.X_heldout;
+        const Vector<float>& i_norm = cal.i_norm;
+        const Vector<float>& o_norm = cal.o_norm;
+        const Matrix<float>& Y = cal.Y;
         for (const double bpw : budgets) {
             AdmmOptions<float> o;
             o.rank = rank_for_bpw(m, n, bpw, ScaleLayout::ThreeScales, RankRule::fine());

@@ -17,6 +17,8 @@
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/detail/random.hpp"
 #include "nanoquant/error.hpp"
+#include "nanoquant/refine/importance.hpp"
+#include "nanoquant/refine/layer_reconstruction.hpp"
 
 namespace nanoquant {
 
@@ -95,6 +97,38 @@ Matrix<Scalar> make_outlier_activations(Index tokens, Index n, const OutlierActi
     for (std::size_t k = 0; k < oc.index.size(); ++k) X.col(oc.index[k]) *= oc.factor[k];
     if (channels_out) *channels_out = oc;
     return X.cast<Scalar>();
+}
+
+/// A synthetic calibration set for one layer W (m×n), as used by docs/results.md, the
+/// reconstruction examples and the slow reconstruction test.
+template <typename Scalar>
+struct SyntheticCalibration {
+    Matrix<Scalar> X;          ///< calibration tokens (tokens × n), token_seed 1
+    Matrix<Scalar> X_heldout;  ///< held-out tokens from the same distribution, token_seed 2
+    Vector<Scalar> i_norm;     ///< channel_importance(X, 256)
+    Vector<Scalar> o_norm;     ///< ones (no output gradients)
+    Matrix<Scalar> Y;          ///< dense targets X·Wᵀ
+};
+
+/// make_outlier_activations() with default options and `seed` for the calibration (token_seed 1)
+/// and held-out (token_seed 2) tokens, the input importance of the calibration tokens (batches of
+/// 256 rows), unit output importance and the dense targets of W.
+/// 	hrows nanoquant::invalid_argument on non-positive sizes
+template <typename Scalar>
+SyntheticCalibration<Scalar> make_synthetic_calibration(const Eigen::Ref<const Matrix<Scalar>>& W, Index tokens,
+                                                        std::uint64_t seed = 0)
+{
+    SyntheticCalibration<Scalar> c;
+    OutlierActivationOptions ao;
+    ao.seed = seed;
+    ao.token_seed = 1;
+    c.X = make_outlier_activations<Scalar>(tokens, W.cols(), ao);
+    ao.token_seed = 2;
+    c.X_heldout = make_outlier_activations<Scalar>(tokens, W.cols(), ao);
+    c.i_norm = channel_importance<Scalar>(c.X, 256);
+    c.o_norm = Vector<Scalar>::Ones(W.rows());
+    c.Y = dense_targets<Scalar>(W, c.X);
+    return c;
 }
 
 }  // namespace nanoquant
