@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include "nanoquant/solvers/admm_kernels.hpp"
 #include "nanoquant/solvers/admm_options.hpp"
 #include "nanoquant/solvers/admm_result.hpp"
+#include "nanoquant/solvers/admm_sign_products.hpp"
 #include "nanoquant/solvers/scale_refit.hpp"
 #include "nanoquant/solvers/status.hpp"
 
@@ -40,6 +43,7 @@ template <typename Scalar>
 struct AdmmState {
     Matrix<Scalar> Ax, Az, Au;  // m×r
     Matrix<Scalar> Bx, Bz, Bu;  // n×r (transposed B)
+    SvidFactors<Scalar> fa, fb;  // rank-1 magnitudes of A_z and B_z
 };
 
 /// Sum over columns of per-column partial sums, in a fixed order (thread-count independent).
@@ -51,11 +55,12 @@ inline double ordered_sum(const std::vector<double>& v)
 }
 
 /// Fused Z-update and dual update of one factor: V = X + U; Z_new = P(V) (power iteration drawn
-/// from rng); U ← V − Z_new; returns (‖X − Z_new‖², ‖Z_new − Z_old‖²).
+/// from rng); U ← V − Z_new; returns (‖X − Z_new‖², ‖Z_new − Z_old‖²). With `factors`, also
+/// stores Z_new's rank-1 magnitude there (Z_new = sign ⊙ σ u vᵀ).
 template <typename Scalar>
 std::pair<double, double> z_and_dual_update(const Matrix<Scalar>& X, Matrix<Scalar>& Z, Matrix<Scalar>& U,
                                             int power_iterations, Rng& rng, bool start_on_rows, int threads,
-                                            double eps)
+                                            double eps, SvidFactors<Scalar>* factors = nullptr)
 {
     const Index p = X.rows(), q = X.cols();
 #ifdef _OPENMP
@@ -87,6 +92,7 @@ std::pair<double, double> z_and_dual_update(const Matrix<Scalar>& X, Matrix<Scal
         prim[static_cast<std::size_t>(k)] = double(pa);
         dual[static_cast<std::size_t>(k)] = double(da);
     }
+    if (factors) *factors = f;
     return {ordered_sum(prim), ordered_sum(dual)};
 }
 
@@ -253,8 +259,46 @@ public:
         return res;
     }
 
+    /// Whether solve() forms its products with the packed-sign kernels (AdmmOptions::sign_products:
+    /// Packed, or Auto with Scalar = float and the AVX-512 kernel variant active).
+    bool use_packed_products() const
+    {
+        if (!std::is_same<Scalar, float>::value) return false;
+        if (m_opts.sign_products == SignProducts::Packed) return true;
+        return m_opts.sign_products == SignProducts::Auto &&
+               kernels::active_kernels().target == kernels::KernelTarget::Avx512;
+    }
+
 private:
     AdmmOptions<Scalar> m_opts;
+
+    /// The packed-product helper when Scalar = float and `packed`; nothing otherwise.
+    struct SignProductsImpl {
+        bool packed = false;
+        std::unique_ptr<detail::AdmmSignProducts> impl;
+        SignProductsImpl(const Matrix<Scalar>& Wt, bool want) { init(Wt, want); }
+        void init(const Matrix<float>& Wt, bool want)
+        {
+            packed = want;
+            if (want) impl.reset(new detail::AdmmSignProducts(Wt, kernels::active_kernels()));
+        }
+        void init(const Matrix<double>&, bool) {}
+        void wt_times(const Matrix<float>& Z, const Vector<float>& a, const Vector<float>& b, Matrix<float>& dst, int nt)
+        {
+            impl->wt_times(Z, a, b, dst, nt);
+        }
+        void wtt_times(const Matrix<float>& Wt, const Matrix<float>& Z, const Vector<float>& a, const Vector<float>& b,
+                       Matrix<float>& dst, int nt)
+        {
+            impl->wtt_times(Wt, Z, a, b, dst, nt);
+        }
+        // Never called (packed is false for double); present so that run() compiles for double.
+        void wt_times(const Matrix<double>&, const Vector<double>&, const Vector<double>&, Matrix<double>&, int) {}
+        void wtt_times(const Matrix<double>&, const Matrix<double>&, const Vector<double>&, const Vector<double>&,
+                       Matrix<double>&, int)
+        {
+        }
+    };
 
     /// The ADMM iterations on the preconditioned matrix Wt (solver orientation).
     void run(const Matrix<Scalar>& Wt, detail::AdmmState<Scalar>& st, AdmmResult<Scalar>& res, int nt,
@@ -276,8 +320,8 @@ private:
         st.Au.setZero(m, r);
         st.Bu.setZero(n, r);
         // Duals start at the projection residual: U = X − P(X) (done by the fused update with U = 0).
-        detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps);
-        detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps);
+        detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps, &st.fa);
+        detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps, &st.fb);
         if (T == 0) {
             // The reference skips the projection when T == 0; nanoquant exports P(X) so that the
             // result still lies in the SVID set (documented in docs/algorithm.md).
@@ -288,6 +332,13 @@ private:
         }
         double wnorm2 = 0;
         for (Index j = 0; j < n; ++j) wnorm2 += Wt.col(j).template cast<double>().squaredNorm();
+        // W̃·B_z and W̃ᵀ·A_z: SGEMM, or the packed-sign kernels (admm_sign_products.hpp).
+        SignProductsImpl products(Wt, use_packed_products());
+        auto magnitudes = [&](const SvidFactors<Scalar>& f, Vector<Scalar>& a, Vector<Scalar>& b) {
+            a = f.u.cwiseAbs() * f.sigma;
+            b = f.v.cwiseAbs();
+        };
+        Vector<Scalar> mag_a, mag_b;
         const bool want_records = m_opts.trace_every > 0 || static_cast<bool>(m_opts.callback);
         auto record_due = [&](int it) {
             if (!want_records) return false;
@@ -334,7 +385,12 @@ private:
             }
             KA = db.asDiagonal() * GB * db.asDiagonal();  // Gram of X_A = B_zᵀ D_b
             KB = da.asDiagonal() * GA * da.asDiagonal();  // Gram of X_B = A_z D_a
-            st.Ax.noalias() = Wt * st.Bz;                 // W̃ B_zᵀ (m×r)
+            if (products.packed) {
+                magnitudes(st.fb, mag_a, mag_b);
+                products.wt_times(st.Bz, mag_a, mag_b, st.Ax, nt);  // W̃ B_zᵀ (m×r)
+            } else {
+                st.Ax.noalias() = Wt * st.Bz;  // W̃ B_zᵀ (m×r)
+            }
             if (t > 0) {
                 const double obj = objective(st.Ax);
                 const bool finite = std::isfinite(obj) && std::isfinite(last_primal) && std::isfinite(last_dual);
@@ -362,7 +418,12 @@ private:
             const double rho = rho_at(m_opts.schedule, t, T);
             // Right-hand sides (Jacobi: both from the previous Z):
             //   A: W̃ B_zᵀ D_b + ρ(A_z − A_u)        B (transposed): W̃ᵀ A_z D_a + ρ(Bt_z − Bt_u)
-            st.Bx.noalias() = Wt.transpose() * st.Az;
+            if (products.packed) {
+                magnitudes(st.fa, mag_a, mag_b);
+                products.wtt_times(Wt, st.Az, mag_a, mag_b, st.Bx, nt);
+            } else {
+                st.Bx.noalias() = Wt.transpose() * st.Az;
+            }
             const Scalar srho = Scalar(rho);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -374,8 +435,8 @@ private:
             // X-updates: A_x = RHS_A (K_A + λI)⁻¹, Bt_x = RHS_B (K_B + λI)⁻¹, λ = ρ·mean(diag K) + reg.
             detail::parallel_ridge_solves<Scalar>(KA, st.Ax, KB, st.Bx, rho, reg, eps, nt);
             // Z-updates and dual updates.
-            const auto pa = detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps);
-            const auto pb = detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps);
+            const auto pa = detail::z_and_dual_update<Scalar>(st.Ax, st.Az, st.Au, piters, rng, false, nt, eps, &st.fa);
+            const auto pb = detail::z_and_dual_update<Scalar>(st.Bx, st.Bz, st.Bu, piters, rng, true, nt, eps, &st.fb);
             last_primal = std::sqrt(pa.first) + std::sqrt(pb.first);
             last_dual = rho * (std::sqrt(pa.second) + std::sqrt(pb.second));
             last_rho = rho;

@@ -29,6 +29,13 @@ enum class ExportMode {
     ThreeScale  ///< s_out, s_mid, s_in: lossless with respect to the ADMM solution (as DBF)
 };
 
+/// How the ADMM solver forms its two large products per iteration, W̃·B_z and W̃ᵀ·A_z.
+enum class SignProducts {
+    Auto,   ///< Packed for float when the active kernel variant is AVX-512, Dense otherwise
+    Dense,  ///< Eigen's SGEMM/DGEMM on the dense Z iterates
+    Packed  ///< packed-sign GEMM kernels on Z = diag(a)·sign·diag(b) (float only; admm_sign_products.hpp)
+};
+
 /// Outcome of a solve.
 enum class SolverStatus {
     Converged,      ///< `tolerance > 0` and the stopping test passed before the iteration cap
