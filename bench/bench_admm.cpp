@@ -6,7 +6,9 @@
 //   GFLOPs          (4·m·n·r + 4·(m+n)·r²) / time   (the nominal operation count)
 //   sgemm_GFLOPs    Eigen SGEMM (m×n)·(n×r), same threads, measured right before
 //   ratio           GFLOPs / sgemm_GFLOPs
-// Run: build/bench/bench_admm --benchmark_filter=admm   (args: m, n, r, threads)
+// Each size runs twice, with the products W̃·B_z, W̃ᵀ·A_z by SGEMM (`dense`, the baseline) and by
+// the packed-sign kernels (`packed`, AdmmOptions::sign_products; the default for float on AVX-512).
+// Run: build/bench/bench_admm --benchmark_filter=admm   (args: m, n, r, threads, packed)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -58,6 +60,7 @@ void admm_iteration(benchmark::State& state)
     opts.iterations = timed + 1;
     opts.num_threads = threads;
     opts.trace_every = 1;
+    opts.sign_products = state.range(4) ? SignProducts::Packed : SignProducts::Dense;
     const AdmmSolver<float> solver(opts);
     double total = 0;
     long iters = 0;
@@ -84,20 +87,38 @@ void admm_iteration(benchmark::State& state)
 }  // namespace
 
 BENCHMARK(admm_iteration)
-    ->Name("admm/float/1024x1024/r480/threads:2")
-    ->Args({1024, 1024, 480, 2})
+    ->Name("admm/float/1024x1024/r480/threads:2/dense")
+    ->Args({1024, 1024, 480, 2, 0})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);
 BENCHMARK(admm_iteration)
-    ->Name("admm/float/4096x4096/r2016/threads:2")
-    ->Args({4096, 4096, 2016, 2})
+    ->Name("admm/float/1024x1024/r480/threads:2/packed")
+    ->Args({1024, 1024, 480, 2, 1})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+BENCHMARK(admm_iteration)
+    ->Name("admm/float/4096x4096/r2016/threads:2/dense")
+    ->Args({4096, 4096, 2016, 2, 0})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
 BENCHMARK(admm_iteration)
-    ->Name("admm/float/1536x512/r352/threads:2")
-    ->Args({1536, 512, 352, 2})
+    ->Name("admm/float/4096x4096/r2016/threads:2/packed")
+    ->Args({4096, 4096, 2016, 2, 1})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK(admm_iteration)
+    ->Name("admm/float/1536x512/r352/threads:2/dense")
+    ->Args({1536, 512, 352, 2, 0})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+BENCHMARK(admm_iteration)
+    ->Name("admm/float/1536x512/r352/threads:2/packed")
+    ->Args({1536, 512, 352, 2, 1})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);
