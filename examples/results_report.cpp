@@ -2,7 +2,8 @@
 // Regenerates every number of docs/results.md (run through scripts/make_results.sh).
 //
 //   results_report [--out DIR] [--data DIR] [--matrices a,b,...] [--bpw 0.55,0.8,1.0,2.0]
-//                  [--tokens 2048] [--epochs N] [--seed S] [--iterations 400]
+//                  [--recon-bpw 0.55,0.8,1.0,2.0] [--tokens 2048] [--epochs N] [--seed S]
+//                  [--iterations 400] [--products auto|dense|packed]
 //
 // For every real matrix W in tests/data and every target bpw it fits each method at that budget and
 // writes DIR/errors.csv with one row per (matrix, method, bpw):
@@ -15,11 +16,14 @@
 // has no gradients here). Ranks use RankRule::fine() so every method spends the same budget.
 // It also writes DIR/convergence.csv (ADMM objective per iteration) and DIR/recon_curve.csv
 // (layer reconstruction loss per epoch).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -28,7 +32,6 @@
 #include <nanoquant/baselines/svd16.hpp>
 #include <nanoquant/core/bit_budget.hpp>
 #include <nanoquant/io/npy.hpp>
-#include <nanoquant/refine/synthetic.hpp>
 #include <nanoquant/refine/importance.hpp>
 #include <nanoquant/refine/layer_reconstruction.hpp>
 #include <nanoquant/refine/synthetic.hpp>
@@ -59,6 +62,29 @@ double weighted_err(const Matrix<float>& W, const Matrix<float>& What, const Vec
     return ((W - What).cast<double>() * s.asDiagonal()).norm() / (W.cast<double>() * s.asDiagonal()).norm();
 }
 
+const char* const kUsage =
+    "usage: results_report [--out DIR] [--data DIR] [--matrices a,b,...] [--bpw 0.55,0.8,1.0,2.0]\n"
+    "                      [--recon-bpw 0.55,0.8,1.0,2.0] [--tokens 2048] [--epochs N] [--seed S]\n"
+    "                      [--iterations 400] [--products auto|dense|packed]\n";
+
+/// Parses a number, or exits with a message naming the option and the value.
+template <typename T>
+T number(const std::string& option, const std::string& v, T lo)
+{
+    std::size_t used = 0;
+    double x = 0;
+    try {
+        x = std::stod(v, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != v.size() || !(x >= double(lo)) || x != x) {
+        std::cerr << "results_report: " << option << " needs a number >= " << lo << ", got '" << v << "'\n";
+        std::exit(2);
+    }
+    return T(x);
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -71,18 +97,46 @@ int main(int argc, char** argv)
     int iterations = 400;
     std::uint64_t seed = 0;
     std::vector<double> recon_bpws = {0.55, 0.8, 1.0, 2.0};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string k = argv[i], v = argv[i + 1];
+    SignProducts products = SignProducts::Auto;
+    for (int i = 1; i < argc; i += 2) {
+        const std::string k = argv[i];
+        if (k == "--help" || k == "-h") {
+            std::cout << kUsage;
+            return 0;
+        }
+        static const char* const known[] = {"--out", "--data", "--matrices", "--bpw", "--recon-bpw", "--tokens",
+                                            "--epochs", "--seed", "--iterations", "--products"};
+        if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
+            std::cerr << "results_report: unknown option " << k << "\n" << kUsage;
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            std::cerr << "results_report: option " << k << " needs a value\n" << kUsage;
+            return 2;
+        }
+        const std::string v = argv[i + 1];
         if (k == "--out") out_dir = v;
         else if (k == "--data") data_dir = v;
         else if (k == "--matrices") matrices = split(v);
-        else if (k == "--bpw") { bpws.clear(); for (auto& b : split(v)) bpws.push_back(std::atof(b.c_str())); }
-        else if (k == "--recon-bpw") { recon_bpws.clear(); for (auto& b : split(v)) recon_bpws.push_back(std::atof(b.c_str())); }
-        else if (k == "--tokens") tokens = std::atol(v.c_str());
-        else if (k == "--epochs") epochs = std::atol(v.c_str());
-        else if (k == "--iterations") iterations = std::atoi(v.c_str());
-        else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
-        else { std::cerr << "results_report: unknown option " << k << "\n"; return 2; }
+        else if (k == "--bpw") { bpws.clear(); for (auto& b : split(v)) bpws.push_back(number<double>(k, b, 0.0)); }
+        else if (k == "--recon-bpw") { recon_bpws.clear(); for (auto& b : split(v)) recon_bpws.push_back(number<double>(k, b, 0.0)); }
+        else if (k == "--tokens") tokens = number<Index>(k, v, 1);
+        else if (k == "--epochs") epochs = number<Index>(k, v, 0);
+        else if (k == "--iterations") iterations = number<int>(k, v, 0);
+        else if (k == "--seed") {
+            if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) {
+                std::cerr << "results_report: --seed needs a non-negative integer below 10^19, got '" << v << "'\n";
+                return 2;
+            }
+            seed = std::stoull(v);
+        }
+        else if (k == "--products") {
+            if (v == "auto") products = SignProducts::Auto;
+            else if (v == "dense") products = SignProducts::Dense;
+            else if (v == "packed") products = SignProducts::Packed;
+            else { std::cerr << "results_report: --products must be auto, dense or packed, got '" << v << "'\n"; return 2; }
+        }
+        else { std::cerr << "results_report: unknown option " << k << "\n" << kUsage; return 2; }
     }
     std::vector<Row> rows;
     std::ofstream conv(out_dir + "/convergence.csv"), curve(out_dir + "/recon_curve.csv");
@@ -111,6 +165,7 @@ int main(int argc, char** argv)
             o2.iterations = iterations;
             o2.seed = seed;
             o2.trace_every = 1;
+            o2.sign_products = products;
             const auto r2 = AdmmSolver<float>(o2).solve(W, i_norm, o_norm);
             r2.throw_if_failed();
             add("admm-2scale", bpw, r2.factorization.bits_per_weight(), r2.factorization.reconstruct());
