@@ -184,16 +184,16 @@ int main(int argc, char** argv)
             bool do_recon = false;
             for (double b : recon_bpws) do_recon = do_recon || std::abs(b - bpw) < 1e-9;
             if (do_recon) {
-            LayerReconstructionOptions lo;
-            lo.epochs = epochs;
-            lo.seed = seed;
-            const auto start = make_layer_params<float>(r3.factorization, W, &r3.u_latent, &r3.vt_latent);
-            const auto rec = reconstruct_layer<float>(start, X, Y, lo);
-            add("admm-3scale+recon", bpw, rec.factorization.bits_per_weight(), rec.factorization.reconstruct());
-            curve << name << "," << bpw << ",0," << rec.rel_error_before() << "\n";
-            for (std::size_t e = 0; e < rec.epoch_loss.size(); ++e)
-                curve << name << "," << bpw << "," << e + 1 << "," << std::sqrt(rec.epoch_loss[e]) << "\n";
-            curve << name << "," << bpw << ",final," << rec.rel_error_after() << "\n";
+                LayerReconstructionOptions lo;
+                lo.epochs = epochs;
+                lo.seed = seed;
+                const auto start = make_layer_params<float>(r3.factorization, W, &r3.u_latent, &r3.vt_latent);
+                const auto rec = reconstruct_layer<float>(start, X, Y, lo);
+                add("admm-3scale+recon", bpw, rec.factorization.bits_per_weight(), rec.factorization.reconstruct());
+                curve << name << "," << bpw << ",0," << rec.rel_error_before() << "\n";
+                for (std::size_t e = 0; e < rec.epoch_loss.size(); ++e)
+                    curve << name << "," << bpw << "," << e + 1 << "," << std::sqrt(rec.epoch_loss[e]) << "\n";
+                curve << name << "," << bpw << ",final," << rec.rel_error_after() << "\n";
             }
             // DBF ADMM variant (three scales).
             DbfOptions<float> dopt;
