@@ -7,6 +7,10 @@
 
 #include <nanoquant/kernels/gemv.hpp>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernel_test_util.hpp"
 
 using namespace nanoquant;
@@ -148,11 +152,13 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
 
 TEST_CASE("int8 GEMM of many tokens (token-lane kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
 {
-    // From 16 tokens on, the AVX-512 variant sums int16 table entries per strip of 128 columns;
-    // the extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the int16 worst case per strip.
+    // The AVX-512 variant sums int16 table entries per strip of 128 columns for each whole block of
+    // 32 tokens and for a remainder of 24 or more (padded), and runs smaller remainders in register
+    // blocks of 12/8/4/2/1 tokens; the extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the
+    // int16 worst case per strip.
     const auto tables = all_tables();
     std::uint64_t seed = 9100;
-    for (Index batch : {16, 17, 32, 33, 70}) {
+    for (Index batch : {16, 17, 28, 32, 33, 59, 70}) {
         for (auto [m, n, r] : {std::array<Index, 3>{33, 129, 17}, std::array<Index, 3>{130, 513, 65},
                                std::array<Index, 3>{16, 64, 1}}) {
             const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 1, ++seed);
@@ -210,6 +216,47 @@ TEST_CASE("exact float path gives identical results for any thread count", "[ker
             REQUIRE(bit_equal(gemv(L, Vector<float>(X.col(0)), opt), y1));
         }
     }
+}
+
+TEST_CASE("calls made concurrently inside a caller's parallel region are independent", "[kernels][threads]")
+{
+#ifdef _OPENMP
+    // Each thread of the caller's team runs its own gemm (serial inside, whatever num_threads
+    // says) on its own tokens; the results must equal the same calls made one after another.
+    // (The int8 path once quantized the rank vector under "omp single", which bound to the caller's
+    // team: one thread did it for its own call only.)
+    const auto f = nqtest::random_factorization(300, 200, 70, true, 41);
+    const PackedLayer L = pack_layer(f);
+    constexpr int kThreads = 3;
+    for (const Precision p : {Precision::Float32, Precision::Int8}) {
+        for (int inner : {1, 2}) {
+            GemvOptions opt;
+            opt.precision = p;
+            opt.num_threads = inner;
+            std::vector<Matrix<float>> X, ref, got(kThreads);
+            for (int t = 0; t < kThreads; ++t) {
+                X.push_back(nqtest::random_matrix(200, 1 + 8 * t, 50 + t));  // batch 1, 9, 17
+                ref.push_back(gemm(L, X.back(), opt));
+            }
+            for (int rep = 0; rep < 20; ++rep) {
+                int team = 0;
+#pragma omp parallel num_threads(kThreads)
+                {
+                    const int t = omp_get_thread_num();
+#pragma omp single
+                    team = omp_get_num_threads();
+                    if (t < kThreads) got[std::size_t(t)] = gemm(L, X[std::size_t(t)], opt);
+                }
+                for (int t = 0; t < team && t < kThreads; ++t) {
+                    INFO("int8 " << (p == Precision::Int8) << " inner threads " << inner << " caller thread " << t);
+                    REQUIRE(bit_equal(got[std::size_t(t)], ref[std::size_t(t)]));
+                }
+            }
+        }
+    }
+#else
+    SUCCEED("built without OpenMP: no caller's parallel region to test");
+#endif
 }
 
 TEST_CASE("a 4096x11008 layer agrees with the dense product on every variant", "[kernels][large]")

@@ -20,6 +20,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
@@ -79,16 +82,24 @@ inline void block_range(Index blocks, int tid, int nth, Index& begin, Index& end
     end = blocks * (tid + 1) / nth;
 }
 
-/// Quantizes v[0..len) to int8 with one absmax scale: v ≈ scale·q. q[len..padded) = 0.
+/// Quantizes v[0..len) to int8 with one absmax scale: v ≈ scale·q, q = round-to-nearest-even of
+/// v · 127/amax (the current rounding mode, as std::nearbyint). q[len..padded) = 0.
 /// Returns the scale (0 for an all-zero v, NaN if v has a non-finite entry) and writes Σ q to *qsum.
 inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum)
 {
-    float amax = 0.0f;
-    bool finite = true;
+    // max |v| on the bit patterns: for non-negative floats the integer order is the float order,
+    // and Inf/NaN (all-ones exponent) sort above every finite value. An integer max reduction
+    // vectorizes without -ffast-math; a float one does not.
+    std::uint32_t abits = 0;
     for (Index j = 0; j < len; ++j) {
-        finite = finite && std::isfinite(v[j]);
-        amax = std::max(amax, std::fabs(v[j]));
+        std::uint32_t b;
+        std::memcpy(&b, v + j, 4);
+        b &= 0x7FFFFFFFu;
+        abits = b > abits ? b : abits;
     }
+    const bool finite = abits < 0x7F800000u;
+    float amax;
+    std::memcpy(&amax, &abits, 4);
     std::int32_t s = 0;
     if (amax == 0.0f || !finite) {  // a non-finite input is reported by the caller (NaN scale)
         std::memset(q, 0, std::size_t(padded));
@@ -96,9 +107,26 @@ inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q
         return finite ? 0.0f : NAN;
     }
     const float inv = 127.0f / amax;
-    for (Index j = 0; j < len; ++j) {
-        const float r = std::nearbyint(v[j] * inv);
-        const std::int8_t qi = static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, r)));
+    Index j = 0;
+#if defined(__SSE2__)
+    // CVTPS2DQ rounds in the current (MXCSR) mode, as std::nearbyint does; |v·inv| ≤ 127 (+1 ulp).
+    const __m128 lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f), vinv = _mm_set1_ps(inv);
+    __m128i acc = _mm_setzero_si128();
+    for (; j + 4 <= len; j += 4) {
+        const __m128 x = _mm_min_ps(hi, _mm_max_ps(lo, _mm_mul_ps(_mm_loadu_ps(v + j), vinv)));
+        const __m128i r = _mm_cvtps_epi32(x);
+        acc = _mm_add_epi32(acc, r);
+        const __m128i b16 = _mm_packs_epi32(r, r);
+        const int packed = _mm_cvtsi128_si32(_mm_packs_epi16(b16, b16));
+        std::memcpy(q + j, &packed, 4);
+    }
+    alignas(16) std::int32_t part[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(part), acc);
+    s = part[0] + part[1] + part[2] + part[3];
+#endif
+    for (; j < len; ++j) {
+        const float r = std::nearbyint(std::max(-127.0f, std::min(127.0f, v[j] * inv)));
+        const auto qi = static_cast<std::int8_t>(r);
         q[j] = qi;
         s += qi;
     }
@@ -195,17 +223,23 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
                         t[b * rp + k] = L.s_mid[std::size_t(k)] * (fscale[b] * float(d1[b * r16 + k]));
             }
         }
-        if (int8) {
+        // The rank vector t is complete once every thread is done with stage 1. The OpenMP
+        // constructs run only in this call's own team: a call made inside a caller's parallel region
+        // is serial (nthreads = 1), and a barrier or worksharing loop there would bind to the
+        // caller's team.
+        const auto quantize_t = [&](Index b) {
+            fscale[batch + b] = detail::quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
+        };
+        if (nthreads > 1) {
 #ifdef _OPENMP
 #pragma omp barrier
-#pragma omp single
+            if (int8) {
+#pragma omp for schedule(static)
+                for (Index b = 0; b < batch; ++b) quantize_t(b);
+            }
 #endif
-            for (Index b = 0; b < batch; ++b)
-                fscale[batch + b] = detail::quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
-        } else {
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+        } else if (int8) {
+            for (Index b = 0; b < batch; ++b) quantize_t(b);
         }
         detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
         if (e > a) {
