@@ -422,9 +422,16 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
             for (Index R = rb_begin; R < rb_end; ++R) _mm512_store_ps(out + b * ldo + 16 * R, _mm512_setzero_ps());
         return;
     }
-    thread_local AlignedVector<float> buf;
+    thread_local AlignedVector<float> buf, accbuf;
     if (buf.size() < std::size_t(256 * batch)) buf.resize(std::size_t(256 * batch));
     __m512* tabs = reinterpret_cast<__m512*>(buf.data());
+    // Partial sums in a contiguous buffer, [row block][token][16], copied to out at the end: the
+    // tokens' rows of out lie ldo floats apart, and with ldo a multiple of 1024 (4 KiB) all of them
+    // map to the same L1 set, so summing into out directly misses L1 on every update (1.55× slower
+    // on 4096 output rows, batch 32).
+    const Index nrb = rb_end - rb_begin;
+    if (accbuf.size() < std::size_t(16 * nrb * batch)) accbuf.resize(std::size_t(16 * nrb * batch));
+    float* acc = accbuf.data();
     const __m512 s0 = detail::sign_pattern(0), s1 = detail::sign_pattern(1);
     const __m512 s2 = detail::sign_pattern(2), s3 = detail::sign_pattern(3);
     for (Index c = 0; c < col_words; c += 2) {
@@ -444,7 +451,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
                 idx[8 + k] = _mm512_srli_epi32(v1, 4 * k);
             }
             for (Index b = 0; b < batch; ++b) {
-                float* o = out + b * ldo + 16 * R;
+                float* o = acc + ((R - rb_begin) * batch + b) * 16;
                 const __m512* tb = tabs + 16 * b;
                 __m512 a[8];
 #pragma GCC unroll 8
@@ -457,6 +464,9 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
             }
         }
     }
+    for (Index R = rb_begin; R < rb_end; ++R)
+        for (Index b = 0; b < batch; ++b)
+            _mm512_store_ps(out + b * ldo + 16 * R, _mm512_load_ps(acc + ((R - rb_begin) * batch + b) * 16));
 }
 
 namespace detail {
