@@ -427,8 +427,8 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
     __m512* tabs = reinterpret_cast<__m512*>(buf.data());
     // Partial sums in a contiguous buffer, [row block][token][16], copied to out at the end: the
     // tokens' rows of out lie ldo floats apart, and with ldo a multiple of 1024 (4 KiB) all of them
-    // map to the same L1 set, so summing into out directly misses L1 on every update (1.55× slower
-    // on 4096 output rows, batch 32).
+    // map to the same L1 set, so summing into out directly missed L1 on every update (the kernel was
+    // 1.39× slower that way on 4096 output rows, batch 32; docs/kernels.md).
     const Index nrb = rb_end - rb_begin;
     if (accbuf.size() < std::size_t(16 * nrb * batch)) accbuf.resize(std::size_t(16 * nrb * batch));
     float* acc = accbuf.data();
