@@ -6,6 +6,9 @@
 // same shape/batch/threads/mode runs just before), Gsignadds_per_s (r·(m+n)·batch / time), and for
 // batch > 1 gemv_us (single-token GEMV on the same path and pool, timed in the same benchmark) and
 // batch_gain = batch · gemv_us / us (per-token throughput of the batched call over separate GEMVs).
+// gemv/read-floor/<M>x<N>/r<rank>/t<threads>/<mode> reads the same pool's packed signs once per call
+// (kernels::read_signs: the memory floor, as GB/s in bytes_per_second); the packed paths after it
+// report floor = floor µs / this µs (1 = as fast as the memory delivers the signs).
 // "cold" cycles through copies of the weights larger than twice the last-level cache (and at least
 // 512 MiB dense, 256 MiB packed; kernels::cold_pool_bytes), as in decoding; "hot" reuses one copy.
 //
@@ -73,6 +76,8 @@ void prepare(Index m, Index n, Index r, bool cold)
 }
 
 std::map<std::tuple<Index, Index, Index, int, bool>, double>& dense_us() { static std::map<std::tuple<Index, Index, Index, int, bool>, double> d; return d; }
+/// Memory floor per (m, n, r, threads, cold).
+std::map<std::tuple<Index, Index, Index, int, bool>, double>& floor_us() { static std::map<std::tuple<Index, Index, Index, int, bool>, double> d; return d; }
 
 Matrix<float> inputs(Index n, Index batch)
 {
@@ -103,6 +108,24 @@ void run_dense(benchmark::State& state, Index m, Index n, Index batch, int threa
     state.SetBytesProcessed(std::int64_t(state.iterations()) * m * n * 4);
 }
 
+void run_floor(benchmark::State& state, Index m, Index n, Index r, int threads, bool cold)
+{
+    prepare(m, n, r, cold);
+    const auto& Ls = pools().layers;
+    std::size_t i = 0;
+    std::uint64_t acc = read_signs(Ls[0], threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        acc ^= read_signs(Ls[i++ % Ls.size()], threads);
+        benchmark::DoNotOptimize(acc);
+    }
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+                      double(state.iterations());
+    floor_us()[{m, n, r, threads, cold}] = us;
+    state.counters["us"] = us;
+    state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(Ls[0].sign_bytes()));
+}
+
 void run_packed(benchmark::State& state, Index m, Index n, Index r, Index batch, int threads, bool cold,
                 KernelTarget target, Precision prec)
 {
@@ -126,6 +149,8 @@ void run_packed(benchmark::State& state, Index m, Index n, Index r, Index batch,
     state.counters["us"] = us;
     const auto it = dense_us().find({m, n, batch, threads, cold});
     if (it != dense_us().end()) state.counters["speedup"] = it->second / us;
+    const auto fl = floor_us().find({m, n, r, threads, cold});
+    if (fl != floor_us().end()) state.counters["floor"] = fl->second / us;
     state.counters["Gsignadds_per_s"] = double(r) * double(m + n) * double(batch) / (us * 1e3);
     if (batch > 1) {
         // Baseline of the batch: single-token GEMVs on the same path and pool, timed right here.
@@ -173,6 +198,14 @@ void register_all()
                         ->MinTime(0.2);
                     for (double bpw : bpws) {
                         const Index r = rank_for_bpw(m, n, bpw);
+                        if (batch == 1)
+                            benchmark::RegisterBenchmark(("gemv/read-floor/" + shape + "/r" + std::to_string(r) +
+                                                          "/t" + std::to_string(threads) + (cold ? "/cold" : "/hot"))
+                                                             .c_str(),
+                                                         run_floor, m, n, r, threads, cold)
+                                ->UseRealTime()
+                                ->Unit(benchmark::kMicrosecond)
+                                ->MinTime(0.2);
                         for (KernelTarget t : targets)
                             for (Precision p : {Precision::Float32, Precision::Int8}) {
                                 if (t != targets.back() && batch > 1) continue;  // fallbacks: batch 1 only

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <nanoquant/kernels/gemv.hpp>
+#include <nanoquant/kernels/gemv_benchmark.hpp>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -311,4 +312,31 @@ TEST_CASE("bad arguments give clear errors", "[kernels][errors]")
     Factorization<float> broken = f;
     broken.s_in.resize(3);
     REQUIRE_THROWS_WITH(pack_layer(broken), Catch::Contains("s_in has 3 entries"));
+}
+
+TEST_CASE("read_signs touches one word of every 64-byte line of both stages, for any thread count",
+          "[kernels][benchmark]")
+{
+    // Reference: XOR of the first 8 bytes of every tile (tiles are 64 bytes, 16 words).
+    const auto reference = [](const PackedLayer& L) {
+        std::uint64_t acc = 0;
+        for (const TiledSigns* T : {&L.vt, &L.u})
+            for (std::size_t w = 0; w < T->words.size(); w += 16)
+                acc ^= std::uint64_t(T->words[w]) | (std::uint64_t(T->words[w + 1]) << 32);
+        return acc;
+    };
+    for (auto [m, n, r] : {std::array<Index, 3>{17, 33, 5}, {70, 130, 19}, {300, 97, 41}}) {
+        CAPTURE(m, n, r);
+        const PackedLayer L = random_packed_layer(m, n, r, 7);
+        const std::uint64_t want = reference(L);
+        REQUIRE(want != 0);  // random signs: a zero would hide a missed line
+        for (int threads : {1, 2, 3, 8}) {
+            CAPTURE(threads);
+            CHECK(read_signs(L, threads) == want);
+        }
+        // A change to any tile's first word of either stage changes the result.
+        PackedLayer M = L;
+        M.u.words[M.u.words.size() - 16] ^= 1u;
+        CHECK(read_signs(M, 2) == (want ^ 1u));
+    }
 }

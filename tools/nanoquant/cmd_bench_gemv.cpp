@@ -2,8 +2,9 @@
 // `nanoquant bench-gemv --rows M --cols N --bpw B [--threads T] [--batch K] [--json]`: times the
 // packed-sign kernels (every SIMD variant on this CPU, float32 and int8 activations) against a dense
 // Eigen float32 GEMV of the same shape, in the same run, with weights cycled through more memory
-// than the last-level cache. --json prints one object {"dense_us", "paths": [{name, exact, us,
-// speedup}]}.
+// than the last-level cache, and the memory floor (the time to read the packed signs once, same
+// pool, same threads). --json prints one object {"dense_us", "paths": [{name, exact, us, speedup}],
+// "read_floor_us"}.
 #include <cstdio>
 #include <string>
 
@@ -64,7 +65,7 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
                 }
                 paths.push_back(j);
             }
-            std::printf("%s\n", nlohmann::json{{"dense_us", c.dense_us}, {"paths", paths}}.dump().c_str());
+            std::printf("%s\n", nlohmann::json{{"dense_us", c.dense_us}, {"paths", paths}, {"read_floor_us", c.read_floor_us}}.dump().c_str());
             return nanoquant::cli::kSuccess;
         }
         const std::size_t llc = last_level_cache_bytes();
@@ -76,11 +77,15 @@ static nanoquant::cli::Registrar reg{"bench-gemv", [](CLI::App& app) {
                         llc ? (std::to_string(llc >> 20) + " MiB").c_str() : "unknown",
                         double(o.dense_pool_bytes) / 1048576.0, double(o.packed_pool_bytes) / 1048576.0);
         const double adds = double(c.rank) * double(c.m + c.n) * double(c.batch);
-        std::printf("  %-14s %12s %9s %14s\n", "path", "us/call", "speedup", "G sign-adds/s");
-        std::printf("  %-14s %12.1f %9s %14s\n", "dense-eigen", c.dense_us, "1.00x", "-");
+        std::printf("  %-14s %12s %9s %14s %8s\n", "path", "us/call", "speedup", "G sign-adds/s", "% floor");
+        std::printf("  %-14s %12.1f %9s %14s %8s\n", "dense-eigen", c.dense_us, "1.00x", "-", "-");
         for (const auto& p : c.paths)
-            std::printf("  %-14s %12.1f %8.2fx %14.1f%s\n", p.name.c_str(), p.us, p.speedup, adds / (p.us * 1e3),
-                        p.exact ? "" : "  (int8 activations)");
+            std::printf("  %-14s %12.1f %8.2fx %14.1f %7.0f%%%s\n", p.name.c_str(), p.us, p.speedup,
+                        adds / (p.us * 1e3), 100.0 * c.read_floor_us / p.us, p.exact ? "" : "  (int8 activations)");
+        const double sign_bytes = double(c.sign_bytes);
+        std::printf("  memory floor: reading the %.2f MiB of packed signs once took %.1f us at best (%.1f GB/s, %d thread(s));\n"
+                    "  %% floor = floor / us/call: 100%% = as fast as the memory delivered the signs\n",
+                    sign_bytes / 1048576.0, c.read_floor_us, sign_bytes / (c.read_floor_us * 1e3), c.threads);
         if (c.batch > 1) {
             std::printf("  per-token throughput of one batch-%ld call over %ld single-token GEMVs (same path, same run):\n",
                         long(c.batch), long(c.batch));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -89,6 +90,58 @@ inline std::size_t cold_pool_bytes(std::size_t floor)
     return std::max(floor, 2 * last_level_cache_bytes());
 }
 
+namespace detail {
+/// XOR of one 8-byte word per 64-byte line of [p, p + bytes) (p 64-byte aligned, bytes a multiple
+/// of 64), four independent chains, prefetching 8 KiB ahead as the kernels do.
+inline std::uint64_t xor_lines(const unsigned char* p, std::size_t bytes)
+{
+    const auto word = [](const unsigned char* q) {
+        std::uint64_t v;
+        std::memcpy(&v, q, sizeof v);
+        return v;
+    };
+    std::uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    std::size_t o = 0;
+    for (; o + 256 <= bytes; o += 256) {
+#if defined(__GNUC__)
+        for (std::size_t k = 0; k < 256; k += 64) __builtin_prefetch(p + o + 8192 + k);
+#endif
+        a0 ^= word(p + o);
+        a1 ^= word(p + o + 64);
+        a2 ^= word(p + o + 128);
+        a3 ^= word(p + o + 192);
+    }
+    for (; o < bytes; o += 64) a0 ^= word(p + o);
+    return a0 ^ a1 ^ a2 ^ a3;
+}
+}  // namespace detail
+
+/// Touches every 64-byte line of the layer's packed signs (both stages) once: one 8-byte load per
+/// line, each stage's lines split in contiguous parts over `threads`; returns a value that depends
+/// on every load. Timed over the same cycled copies as a kernel, this is the memory floor of a call:
+/// no kernel that reads those bytes from memory can be faster on this machine (compare_gemv's
+/// read_floor_us).
+inline std::uint64_t read_signs(const PackedLayer& L, int threads)
+{
+    const auto part = [&](const TiledSigns& T, int tid, int nth) {
+        const std::size_t lines = T.words.size() * sizeof(std::uint32_t) / 64;  // tiles are 64 bytes
+        const std::size_t a = lines * std::size_t(tid) / std::size_t(nth);
+        const std::size_t e = lines * std::size_t(tid + 1) / std::size_t(nth);
+        return detail::xor_lines(reinterpret_cast<const unsigned char*>(T.words.data()) + 64 * a, 64 * (e - a));
+    };
+    std::uint64_t acc = 0;
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads) reduction(^ : acc)
+        acc ^= part(L.vt, omp_get_thread_num(), omp_get_num_threads()) ^
+               part(L.u, omp_get_thread_num(), omp_get_num_threads());
+        return acc;
+    }
+#endif
+    (void)threads;
+    return part(L.vt, 0, 1) ^ part(L.u, 0, 1);
+}
+
 /// Options of compare_gemv().
 struct GemvBenchOptions {
     /// Threads for every measured path, the dense baseline included (>= 1).
@@ -129,6 +182,12 @@ struct GemvComparison {
     int threads = 1;                          ///< threads used
     double bpw = 0;                           ///< effective bits per weight of `rank`
     double dense_us = 0;                      ///< median µs of the dense Eigen float32 baseline
+    /// Fastest round of read_signs() over the same pool and threads: the memory floor of a packed
+    /// call (with cold weights, the DRAM bandwidth this machine gives `threads` threads). A floor, so
+    /// the best round rather than the median: on a machine with noisy neighbours the median of a
+    /// bandwidth test moves with them.
+    double read_floor_us = 0;
+    std::size_t sign_bytes = 0;               ///< bytes of packed signs per layer (padded tiles)
     std::vector<PathTiming> paths;            ///< packed paths, every supported variant × precision
 };
 
@@ -194,6 +253,7 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     res.bpw = bpw_for_rank(m, n, r);
 
     const PackedLayer base = random_packed_layer(m, n, r, o.seed);
+    res.sign_bytes = base.sign_bytes();
     const std::size_t packed_copies =
         o.cold ? std::max<std::size_t>(2, o.packed_pool_bytes / std::max<std::size_t>(1, base.sign_bytes()) + 1) : 1;
     std::vector<PackedLayer> layers(packed_copies, base);
@@ -238,12 +298,16 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
         P.opt.kernels = &kernel_table(KernelTarget::Scalar);
         paths.push_back(P);
     }
-    std::vector<double> dense_samples;
+    std::vector<double> dense_samples, read_samples;
     std::size_t counter = 0;
+    volatile std::uint64_t sink = 0;  // a volatile store keeps the reads
     for (int round = 0; round < o.rounds; ++round) {
         dense_samples.push_back(detail::time_call_us(
             [&](std::size_t i) { detail::dense_apply(dense[i % dense_copies], X, Y, o.threads); },
             o.min_round_seconds, counter));
+        read_samples.push_back(detail::time_call_us(
+            [&](std::size_t i) { sink = read_signs(layers[i % packed_copies], o.threads); }, o.min_round_seconds,
+            counter));
         for (Path& P : paths) {
             P.samples.push_back(detail::time_call_us(
                 [&](std::size_t i) {
@@ -261,6 +325,7 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
         return v[v.size() / 2];
     };
     res.dense_us = median(dense_samples);
+    res.read_floor_us = *std::min_element(read_samples.begin(), read_samples.end());
     for (Path& P : paths) {
         P.t.us = median(P.samples);
         P.t.speedup = res.dense_us / P.t.us;
