@@ -104,7 +104,8 @@ inline std::uint64_t xor_lines(const unsigned char* p, std::size_t bytes)
     std::size_t o = 0;
     for (; o + 256 <= bytes; o += 256) {
 #if defined(__GNUC__)
-        for (std::size_t k = 0; k < 256; k += 64) __builtin_prefetch(p + o + 8192 + k);
+        if (o + 8192 + 256 <= bytes)
+            for (std::size_t k = 0; k < 256; k += 64) __builtin_prefetch(p + o + 8192 + k);
 #endif
         a0 ^= word(p + o);
         a1 ^= word(p + o + 64);
@@ -118,9 +119,10 @@ inline std::uint64_t xor_lines(const unsigned char* p, std::size_t bytes)
 
 /// Touches every 64-byte line of the layer's packed signs (both stages) once: one 8-byte load per
 /// line, each stage's lines split in contiguous parts over `threads`; returns a value that depends
-/// on every load. Timed over the same cycled copies as a kernel, this is the memory floor of a call:
-/// no kernel that reads those bytes from memory can be faster on this machine (compare_gemv's
-/// read_floor_us).
+/// on every load. Timed over the same cycled copies as a kernel, this is the memory floor of a call
+/// (compare_gemv's read_floor_us): a kernel that reads those bytes from memory can hardly be faster.
+/// It is a measurement, not a proof: when the machine's bandwidth varies, a kernel timed at another
+/// moment can come out faster.
 inline std::uint64_t read_signs(const PackedLayer& L, int threads)
 {
     const auto part = [&](const TiledSigns& T, int tid, int nth) {
