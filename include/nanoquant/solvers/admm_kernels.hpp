@@ -97,10 +97,10 @@ template <typename Scalar>
 void abs_tmatvec(const Eigen::Ref<const Matrix<Scalar>>& X, const Vector<Scalar>& x, Vector<Scalar>& y,
                  int threads)
 {
-    const Index p = X.rows(), q = X.cols();
+    const Index q = X.cols();
     y.resize(q);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && p * q > 32768)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && X.size() > 32768)
 #else
     (void)threads;
 #endif
