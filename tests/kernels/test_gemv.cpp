@@ -340,3 +340,28 @@ TEST_CASE("read_signs touches one word of every 64-byte line of both stages, for
         CHECK(read_signs(M, 2) == (want ^ 1u));
     }
 }
+
+TEST_CASE("int8 GEMV over more rows than one chunk of the AVX-512 kernel is bit-exact", "[kernels][int8]")
+{
+    // The AVX-512 int8 GEMV passes over the rows in chunks of 1024 row blocks (16384 rows), each
+    // chunk over every column word, prefetching across words and chunks: 16385 rows make a chunk of
+    // one row block, 40000 rows three chunks with 1 thread (one per thread with 2 or 3).
+    const auto tables = all_tables();
+    std::uint64_t seed = 9900;
+    for (auto [m, n, r] : {std::array<Index, 3>{16385, 40, 3}, std::array<Index, 3>{40000, 70, 70}}) {
+        const auto f = nqtest::random_factorization(m, n, r, true, ++seed);
+        const PackedLayer L = pack_layer(f);
+        const Vector<float> x = nqtest::random_matrix(n, 1, ++seed).col(0);
+        GemvOptions opt;
+        opt.precision = Precision::Int8;
+        opt.kernels = &kernel_table(KernelTarget::Scalar);
+        const Vector<float> ref = gemv(L, x, opt);
+        for (const KernelTable* K : tables)
+            for (int threads : {1, 2, 3}) {
+                opt.kernels = K;
+                opt.num_threads = threads;
+                INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " threads " << threads);
+                REQUIRE(bit_equal(gemv(L, x, opt), ref));
+            }
+    }
+}
