@@ -343,12 +343,12 @@ TEST_CASE("read_signs touches one word of every 64-byte line of both stages, for
 
 TEST_CASE("int8 GEMV over more rows than one chunk of the AVX-512 kernel is bit-exact", "[kernels][int8]")
 {
-    // The AVX-512 int8 GEMV passes over the rows in chunks of 1024 row blocks (16384 rows), each
-    // chunk over every column word, prefetching across words and chunks: 16385 rows make a chunk of
-    // one row block, 40000 rows three chunks with 1 thread (one per thread with 2 or 3).
+    // The AVX-512 int8 GEMV passes over the rows in chunks of 256 row blocks (4096 rows), each
+    // chunk over every column word, prefetching across words and chunks: 4097 rows make a chunk of
+    // one row block, 20000 rows five chunks with 1 thread (two or three per thread with 2 or 3).
     const auto tables = all_tables();
     std::uint64_t seed = 9900;
-    for (auto [m, n, r] : {std::array<Index, 3>{16385, 40, 3}, std::array<Index, 3>{40000, 70, 70}}) {
+    for (auto [m, n, r] : {std::array<Index, 3>{4097, 40, 3}, std::array<Index, 3>{20000, 70, 70}}) {
         const auto f = nqtest::random_factorization(m, n, r, true, ++seed);
         const PackedLayer L = pack_layer(f);
         const Vector<float> x = nqtest::random_matrix(n, 1, ++seed).col(0);

@@ -137,32 +137,49 @@ namespace detail {
 /// bytes 16k..16k+15 of its plane; lo/hi are the low and high bytes of the exact int16 sums.
 NANOQUANT_TARGET_AVX512 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables)
 {
-    // Lane e of s_t: −1 where bit t of e is set.
-    const __m256i e = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __mmask16 neg[4];
-    for (int t = 0; t < 4; ++t) neg[t] = _mm256_test_epi16_mask(e, _mm256_set1_epi16(short(1 << t)));
-    const __m256i zero = _mm256_setzero_si256();
+    // Four registers of two groups each, 16 int16 entries per group: (0, 2), (4, 6), (1, 3), (5, 7).
+    // Lane l of pair p holds entry e = l & 15 of group ga (l < 16) or gb; x_t of its group comes from
+    // one VPERMW of the word's 32 inputs, negated where bit t of e is set (neg[t]).
+    const int pairs[4][2] = {{0, 2}, {4, 6}, {1, 3}, {5, 7}};
+    __m512i vidx[4][4];
+    for (int p = 0; p < 4; ++p)
+        for (int t = 0; t < 4; ++t)
+            vidx[p][t] = _mm512_mask_blend_epi16(__mmask32(0xFFFF0000u), _mm512_set1_epi16(short(4 * pairs[p][0] + t)),
+                                                 _mm512_set1_epi16(short(4 * pairs[p][1] + t)));
+    const __mmask32 neg[4] = {__mmask32(0xAAAAAAAAu), __mmask32(0xCCCCCCCCu), __mmask32(0xF0F0F0F0u),
+                              __mmask32(0xFF00FF00u)};
+    // A plane = the low (or high) bytes of two pair registers: byte i of the plane is byte 2i (or
+    // 2i + 1) of their concatenation (VPERMT2B; index bit 6 picks the second register).
+    const __m512i iota = _mm512_set_epi64(0x3F3E3D3C3B3A3938LL, 0x3736353433323130LL, 0x2F2E2D2C2B2A2928LL,
+                                          0x2726252423222120LL, 0x1F1E1D1C1B1A1918LL, 0x1716151413121110LL,
+                                          0x0F0E0D0C0B0A0908LL, 0x0706050403020100LL);
+    const __m512i vlo = _mm512_add_epi8(iota, iota), vhi = _mm512_add_epi8(vlo, _mm512_set1_epi8(1));
+    const __m512i zero = _mm512_setzero_si512();
     for (Index c = 0; c < col_words; ++c) {
-        std::int8_t* T = tables + 256 * c;
-        for (int g = 0; g < 8; ++g) {
-            const std::int8_t* qg = q + 32 * c + 4 * g;
-            __m256i sum = zero;
+        const __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c)));
+        __m512i P[4];
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p) {
+            __m512i sum = zero;
+#pragma GCC unroll 4
             for (int t = 0; t < 4; ++t) {
-                const __m256i v = _mm256_set1_epi16(qg[t]);
-                sum = _mm256_add_epi16(sum, _mm256_mask_sub_epi16(v, neg[t], zero, v));
+                const __m512i v = _mm512_permutexvar_epi16(vidx[p][t], x);
+                sum = _mm512_add_epi16(sum, _mm512_mask_sub_epi16(v, neg[t], zero, v));
             }
-            const int k = g / 2, h = g % 2;
-            _mm_store_si128(reinterpret_cast<__m128i*>(T + 128 * h + 16 * k), _mm256_cvtepi16_epi8(sum));
-            _mm_store_si128(reinterpret_cast<__m128i*>(T + 128 * h + 64 + 16 * k),
-                            _mm256_cvtepi16_epi8(_mm256_srai_epi16(sum, 8)));
+            P[p] = sum;
         }
+        std::int8_t* T = tables + 256 * c;
+        _mm512_store_si512(T, _mm512_permutex2var_epi8(P[0], vlo, P[1]));        // A.lo
+        _mm512_store_si512(T + 64, _mm512_permutex2var_epi8(P[0], vhi, P[1]));   // A.hi
+        _mm512_store_si512(T + 128, _mm512_permutex2var_epi8(P[2], vlo, P[3]));  // B.lo
+        _mm512_store_si512(T + 192, _mm512_permutex2var_epi8(P[2], vhi, P[3]));  // B.hi
     }
 }
 
-/// Row blocks per chunk of the int8 GEMV (16384 rows; the chunk's int32 sums, up to 64 KiB, stay
-/// in L2 while it passes over every column word). Chunks of 64–256 row blocks, with the sums in
-/// L1, measured 5–15 % slower with cold weights than whole runs of up to 1024 (docs/kernels.md).
-constexpr Index kI8ChunkBlocks = 1024;
+/// Row blocks per chunk of the int8 GEMV (4096 rows; the chunk's int32 sums, 16 KiB, stay in L1
+/// while it passes over every column word). 1024 (sums in L2) measured 5 % faster with cold weights
+/// on 11008×4096 but 20 % slower hot; 128 (shorter runs) slower cold (docs/kernels.md).
+constexpr Index kI8ChunkBlocks = 256;
 }  // namespace detail
 
 /// Integer rows (see DotI8Fn): int16 lookup tables in byte planes, VPERMB + VPDPBUSD, exact.
