@@ -49,8 +49,9 @@ namespace avx512 {
 
 /// Bytes of signs a GEMV kernel keeps prefetched ahead of its loads, over all the column-word
 /// streams it reads at once (a prefetch never faults, so running past the buffer end is harmless).
-/// 8 KiB measured best on Zen 5 with cold weights for both kernels (float32: 2 streams, 64 tiles
-/// ahead in each; int8: 4 streams, 32 tiles): 4 KiB or 16 KiB in all were 10-25 % slower.
+/// 8 KiB measured best on Zen 5 with cold weights (float32: 2 streams, 64 tiles ahead in each; 4 or
+/// 16 KiB in all were 10-25 % slower); the int8 GEMV reads one stream and prefetches at least this
+/// far (a whole run, see dot_i8).
 #ifndef NANOQUANT_PREFETCH_BYTES
 #define NANOQUANT_PREFETCH_BYTES 8192
 #endif
