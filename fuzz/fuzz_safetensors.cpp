@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the safetensors reader and the factorized-layer loader on arbitrary bytes.
-// Every tensor that parses is read in full (floats converted, raw bytes summed), so a view that
-// reaches past the buffer is caught by AddressSanitizer.
+// Every tensor that parses is read in full (floats converted, raw bytes summed; 1-D and 2-D float
+// tensors also as a matrix), so a view that reaches past the buffer is caught by AddressSanitizer.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -22,7 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             for (std::size_t i = 0; i < t.nbytes(); ++i) sum += p[i];
             if (t.dtype == StDType::F32 || t.dtype == StDType::F16 || t.dtype == StDType::BF16 ||
                 t.dtype == StDType::F64)
+            {
                 sum += static_cast<unsigned>(v.read_floats(t.name).size());
+                if (t.shape.size() == 1 || t.shape.size() == 2)
+                    sum += static_cast<unsigned>(v.read_matrix<float>(t.name).size());
+            }
         }
         for (const auto& name : factorized_layer_names(v)) {
             try {

@@ -33,7 +33,8 @@ for target in npy safetensors; do
   fi
   work=$(mktemp -d)
   echo "fuzz.sh: fuzzing $target for ${secs}s (seed corpus fuzz/corpus/$target)"
-  if ! "$bin" "$work" "fuzz/corpus/$target" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
+  # -timeout: an input that runs for 10 s is a hang, reported (and saved) like a crash.
+  if ! "$bin" "$work" "fuzz/corpus/$target" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$out/crashes/${target}-" -print_final_stats=1 2> "$out/${target}.log"; then
     echo "fuzz.sh: $target FAILED; see $out/${target}.log and $out/crashes/"
     tail -40 "$out/${target}.log"

@@ -160,6 +160,19 @@ TEST_CASE("npy: versions 1/2/3, C and Fortran order, f2/f4/f8/bf16, big-endian d
     REQUIRE(R(2, 0) == 9);
 }
 
+TEST_CASE("npy: an empty array with a huge dimension decodes at once (found by the fuzzer)", "[io][npy]")
+{
+    // Shape (37400047019551615, 0): 0 elements, so valid; the decoder used to loop over the rows.
+    const std::string bytes =
+        npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (37400047019551615, 0), }", "");
+    const Matrix<float> M = decode_npy<float>(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "x.npy");
+    CHECK(M.rows() == 37400047019551615);
+    CHECK(M.cols() == 0);
+    const std::string fortran =
+        npy_bytes(1, "{'descr': '<f2', 'fortran_order': True, 'shape': (0, 37400047019551615), }", "");
+    CHECK(decode_npy<double>(reinterpret_cast<const std::uint8_t*>(fortran.data()), fortran.size(), "x.npy").size() == 0);
+}
+
 TEST_CASE("npy: every malformation is an io_error naming the file and the numbers", "[io][npy]")
 {
     const std::string good_dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";

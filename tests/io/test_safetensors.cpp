@@ -170,6 +170,17 @@ TEST_CASE("safetensors: every malformation is an io_error naming the file, the t
     REQUIRE(st_message(st_bytes(hdr(R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]})"), "")).empty());
 }
 
+TEST_CASE("safetensors: an empty tensor with a huge dimension reads as an empty matrix at once", "[io][safetensors]")
+{
+    // 0 elements, so a legal tensor; read_matrix used to loop over its 10^16 rows.
+    const std::string bytes =
+        st_bytes(R"({"e":{"dtype":"F32","shape":[37400047019551615,0],"data_offsets":[0,0]}})", "");
+    SafetensorsView v(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "e.safetensors");
+    const Matrix<float> M = v.read_matrix<float>("e");
+    CHECK(M.rows() == 37400047019551615);
+    CHECK(M.cols() == 0);
+}
+
 TEST_CASE("safetensors: a 1 GB sparse file is read for one small tensor without reading the file",
           "[io][safetensors]")
 {

@@ -344,6 +344,7 @@ Matrix<Scalar> decode_npy(const std::uint8_t* data, std::size_t size, const std:
     const NpyHeader h = parse_npy_header(data, size, file);
     const Index rows = h.rows(), cols = h.cols();
     Matrix<Scalar> M(rows, cols);
+    if (M.size() == 0) return M;  // e.g. (10^16, 0): no loop over a dimension of an empty array
     const std::uint8_t* base = data + h.data_offset;
     if (h.dtype == NpyDType::Float32 && !h.big_endian && std::is_same<Scalar, float>::value && h.fortran_order) {
         if (h.data_bytes) std::memcpy(M.data(), base, h.data_bytes);

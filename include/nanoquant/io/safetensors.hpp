@@ -239,6 +239,7 @@ public:
         const Index rows = static_cast<Index>(t.shape[0]);
         const Index cols = t.shape.size() == 2 ? static_cast<Index>(t.shape[1]) : 1;
         Matrix<Scalar> M(rows, cols);
+        if (M.size() == 0) return M;  // e.g. [10^16, 0]: no loop over a dimension of an empty tensor
         std::size_t k = 0;
         for (Index i = 0; i < rows; ++i)
             for (Index j = 0; j < cols; ++j) M(i, j) = static_cast<Scalar>(v[k++]);
