@@ -66,6 +66,20 @@ namespace detail {
 #define NANOQUANT_SIMD_LOOP
 #endif
 
+/// dst[i] = scale[i] · src[i] for i in [lo, hi).
+inline void scale_into(float* dst, const float* scale, const float* src, Index lo, Index hi)
+{
+    NANOQUANT_SIMD_LOOP
+    for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * src[i];
+}
+
+/// dst[i] = scale[i] · (step · src[i]) for i in [lo, hi): exact int32 sums back to float.
+inline void scale_into(float* dst, const float* scale, float step, const std::int32_t* src, Index lo, Index hi)
+{
+    NANOQUANT_SIMD_LOOP
+    for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * (step * float(src[i]));
+}
+
 /// Per-thread scratch reused across calls (grown, never shrunk).
 struct GemvScratch {
     AlignedVector<float> xs, t, o1, o2, fscale;
@@ -186,9 +200,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     for (Index b = 0; b < batch; ++b) {
         float* xb = xs + b * np;
         const float* in = X + b * ldx;
-        const float* s_in = L.s_in.data();
-        NANOQUANT_SIMD_LOOP
-        for (Index j = 0; j < n; ++j) xb[j] = s_in[j] * in[j];
+        detail::scale_into(xb, L.s_in.data(), in, 0, n);
         std::fill(xb + n, xb + np, 0.0f);
         std::fill(t + b * rp + r, t + (b + 1) * rp, 0.0f);
     }
@@ -229,22 +241,12 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             if (!int8) {
                 if (batch == 1) K.dot_f32(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, o1);
                 else K.dot_f32_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, np, batch, o1, r16);
-                for (Index b = 0; b < batch; ++b) {
-                    float* tb = t + b * rp;
-                    const float* ob = o1 + b * r16;
-                    NANOQUANT_SIMD_LOOP
-                    for (Index k = k0; k < k1; ++k) tb[k] = s_mid[k] * ob[k];
-                }
+                for (Index b = 0; b < batch; ++b) detail::scale_into(t + b * rp, s_mid, o1 + b * r16, k0, k1);
             } else {
                 if (batch == 1) K.dot_i8(T1, L.vt.row_blocks, L.vt.col_words, a, e, q1, d1);
                 else K.dot_i8_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, q1, np, batch, d1, r16);
-                for (Index b = 0; b < batch; ++b) {
-                    float* tb = t + b * rp;
-                    const std::int32_t* db = d1 + b * r16;
-                    const float f = fscale[b];
-                    NANOQUANT_SIMD_LOOP
-                    for (Index k = k0; k < k1; ++k) tb[k] = s_mid[k] * (f * float(db[k]));
-                }
+                for (Index b = 0; b < batch; ++b)
+                    detail::scale_into(t + b * rp, s_mid, fscale[b], d1 + b * r16, k0, k1);
             }
         }
         // The rank vector t is complete once every thread is done with stage 1. The OpenMP
@@ -272,22 +274,12 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             if (!int8) {
                 if (batch == 1) K.dot_f32(T2, L.u.row_blocks, L.u.col_words, a, e, t, o2);
                 else K.dot_f32_batch(T2, L.u.row_blocks, L.u.col_words, a, e, t, rp, batch, o2, m16);
-                for (Index b = 0; b < batch; ++b) {
-                    float* yb = Y + b * ldy;
-                    const float* ob = o2 + b * m16;
-                    NANOQUANT_SIMD_LOOP
-                    for (Index i = i0; i < i1; ++i) yb[i] = s_out[i] * ob[i];
-                }
+                for (Index b = 0; b < batch; ++b) detail::scale_into(Y + b * ldy, s_out, o2 + b * m16, i0, i1);
             } else {
                 if (batch == 1) K.dot_i8(T2, L.u.row_blocks, L.u.col_words, a, e, q2, d2);
                 else K.dot_i8_batch(T2, L.u.row_blocks, L.u.col_words, a, e, q2, rp, batch, d2, m16);
-                for (Index b = 0; b < batch; ++b) {
-                    float* yb = Y + b * ldy;
-                    const std::int32_t* db = d2 + b * m16;
-                    const float f = fscale[batch + b];
-                    NANOQUANT_SIMD_LOOP
-                    for (Index i = i0; i < i1; ++i) yb[i] = s_out[i] * (f * float(db[i]));
-                }
+                for (Index b = 0; b < batch; ++b)
+                    detail::scale_into(Y + b * ldy, s_out, fscale[batch + b], d2 + b * m16, i0, i1);
             }
         }
     };
