@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <array>
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -363,5 +365,75 @@ TEST_CASE("int8 GEMV over more rows than one chunk of the AVX-512 kernel is bit-
                 INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " threads " << threads);
                 REQUIRE(bit_equal(gemv(L, x, opt), ref));
             }
+    }
+}
+
+TEST_CASE("int8 quantization: planted values, ties to even, tiny inputs, and the same bytes on every variant",
+          "[kernels][int8]")
+{
+    constexpr Index kPad = 64;
+    struct Out {
+        std::vector<std::int8_t> q;
+        std::int32_t qsum = -1;
+        float scale = -1.0f;
+    };
+    const auto run = [&](const KernelTable& K, const std::vector<float>& v) {
+        Out o;
+        const Index padded = Index(v.size()) + kPad;
+        o.q.assign(std::size_t(padded), std::int8_t(0x55));  // garbage the quantizer must overwrite
+        o.scale = K.quantize_i8(v.data(), Index(v.size()), padded, o.q.data(), &o.qsum);
+        return o;
+    };
+    const auto sum = [](const std::vector<std::int8_t>& q) {
+        std::int32_t s = 0;
+        for (std::int8_t x : q) s += x;
+        return s;
+    };
+    for (const KernelTable* K : all_tables()) {
+        INFO("variant " << K->name);
+        // amax = 127: v · 127/amax = v, so the rounding is visible: halves go to the even neighbour.
+        const Out a = run(*K, {127.0f, 2.5f, -3.5f, 0.5f, -0.5f, 1.5f, 63.5f, -127.0f, 0.0f, 100.25f});
+        const std::vector<std::int8_t> want = {127, 2, -4, 0, 0, 2, 64, -127, 0, 100};
+        CHECK(std::vector<std::int8_t>(a.q.begin(), a.q.begin() + 10) == want);
+        CHECK(std::all_of(a.q.begin() + 10, a.q.end(), [](std::int8_t x) { return x == 0; }));
+        CHECK(a.qsum == 64 + 100);
+        CHECK(a.scale == 1.0f);
+        // Denormal inputs: 127/amax overflows float below amax ≈ 2^-121; the quantizer must still give
+        // round(v · 127/amax) (it once gave −128 for the zeros: 0 · inf = NaN).
+        const float u = std::ldexp(1.0f, -135);  // amax = 4u = 2^-133
+        const Out d = run(*K, {4 * u, 0.0f, -4 * u, 2 * u, 3 * u, -u});
+        const std::vector<std::int8_t> want_d = {127, 0, -127, 64, 95, -32};  // 63.5 → 64, 95.25, −31.75
+        CHECK(std::vector<std::int8_t>(d.q.begin(), d.q.begin() + 6) == want_d);
+        CHECK(d.qsum == sum(d.q));
+        CHECK(d.scale == 4 * u / 127.0f);
+        // All zeros: scale 0, no codes; a non-finite entry: NaN (the caller reports it), no codes.
+        const Out z = run(*K, std::vector<float>(37, 0.0f));
+        CHECK(z.scale == 0.0f);
+        CHECK(z.qsum == 0);
+        CHECK(std::all_of(z.q.begin(), z.q.end(), [](std::int8_t x) { return x == 0; }));
+        for (float bad : {NAN, INFINITY, -INFINITY}) {
+            std::vector<float> v(41, 1.0f);
+            v[33] = bad;
+            const Out b = run(*K, v);
+            CHECK(std::isnan(b.scale));
+            CHECK(std::all_of(b.q.begin(), b.q.end(), [](std::int8_t x) { return x == 0; }));
+        }
+    }
+    // Random vectors of every length around the lane widths (8, 16, 32 entries per step): each variant
+    // returns the scalar reference's bytes, sum and scale.
+    const KernelTable& S = kernel_table(KernelTarget::Scalar);
+    std::uint64_t seed = 11;
+    for (Index len : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100, 1031, 4096}) {
+        const Matrix<float> X = nqtest::random_matrix(len, 1, ++seed) * float(len % 3 + 1);
+        const std::vector<float> v(X.data(), X.data() + len);
+        const Out ref = run(S, v);
+        CHECK(ref.qsum == sum(ref.q));
+        for (const KernelTable* K : all_tables()) {
+            INFO("variant " << K->name << ", length " << len);
+            const Out o = run(*K, v);
+            CHECK(o.q == ref.q);
+            CHECK(o.qsum == ref.qsum);
+            CHECK(std::memcmp(&o.scale, &ref.scale, 4) == 0);
+        }
     }
 }

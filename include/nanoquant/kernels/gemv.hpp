@@ -20,9 +20,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
@@ -105,62 +102,6 @@ inline void block_range(Index blocks, int tid, int nth, Index& begin, Index& end
     end = blocks * (tid + 1) / nth;
 }
 
-/// Quantizes v[0..len) to int8 with one absmax scale: v ≈ scale·q, q = round-to-nearest-even of
-/// v · 127/amax (the current rounding mode, as std::nearbyint). q[len..padded) = 0.
-/// Returns the scale (0 for an all-zero v, NaN if v has a non-finite entry) and writes Σ q to *qsum.
-inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum)
-{
-    // max |v| on the bit patterns: for non-negative floats the integer order is the float order,
-    // and Inf/NaN (all-ones exponent) sort above every finite value. An integer max reduction
-    // vectorizes without -ffast-math; a float one does not.
-    std::uint32_t abits = 0;
-#if defined(_OPENMP)
-#pragma omp simd reduction(max : abits)
-#endif
-    for (Index j = 0; j < len; ++j) {
-        std::uint32_t b;
-        std::memcpy(&b, v + j, 4);
-        b &= 0x7FFFFFFFu;
-        abits = b > abits ? b : abits;
-    }
-    const bool finite = abits < 0x7F800000u;
-    float amax;
-    std::memcpy(&amax, &abits, 4);
-    std::int32_t s = 0;
-    if (amax == 0.0f || !finite) {  // a non-finite input is reported by the caller (NaN scale)
-        std::memset(q, 0, std::size_t(padded));
-        *qsum = 0;
-        return finite ? 0.0f : NAN;
-    }
-    const float inv = 127.0f / amax;
-    Index j = 0;
-#if defined(__SSE2__)
-    // CVTPS2DQ rounds in the current (MXCSR) mode, as std::nearbyint does; |v·inv| ≤ 127 (+1 ulp).
-    const __m128 lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f), vinv = _mm_set1_ps(inv);
-    __m128i acc = _mm_setzero_si128();
-    for (; j + 4 <= len; j += 4) {
-        const __m128 x = _mm_min_ps(hi, _mm_max_ps(lo, _mm_mul_ps(_mm_loadu_ps(v + j), vinv)));
-        const __m128i r = _mm_cvtps_epi32(x);
-        acc = _mm_add_epi32(acc, r);
-        const __m128i b16 = _mm_packs_epi32(r, r);
-        const int packed = _mm_cvtsi128_si32(_mm_packs_epi16(b16, b16));
-        std::memcpy(q + j, &packed, 4);
-    }
-    alignas(16) std::int32_t part[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(part), acc);
-    s = part[0] + part[1] + part[2] + part[3];
-#endif
-    for (; j < len; ++j) {
-        const float r = std::nearbyint(std::max(-127.0f, std::min(127.0f, v[j] * inv)));
-        const auto qi = static_cast<std::int8_t>(r);
-        q[j] = qi;
-        s += qi;
-    }
-    std::memset(q + len, 0, std::size_t(padded - len));
-    *qsum = s;
-    return amax / 127.0f;
-}
-
 inline void check_layer_io(const PackedLayer& L, Index batch, Index ldx, Index ldy, const GemvOptions& opt)
 {
     constexpr const char* where = "nanoquant::kernels::gemm";
@@ -211,7 +152,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         d2 = detail::grow(S.d2, batch * m16);
         qsum = detail::grow(S.qsum, batch);
         for (Index b = 0; b < batch; ++b) {
-            fscale[b] = detail::quantize_i8(xs + b * np, n, np, q1 + b * np, qsum + b);
+            fscale[b] = K.quantize_i8(xs + b * np, n, np, q1 + b * np, qsum + b);
             NANOQUANT_CHECK(!std::isnan(fscale[b]), "nanoquant::kernels::gemm",
                             "the Int8 path needs finite inputs, but s_in ⊙ x of token " << b
                                                                                      << " has a non-finite entry");
@@ -254,7 +195,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         // is serial (nthreads = 1), and a barrier or worksharing loop there would bind to the
         // caller's team.
         const auto quantize_t = [&](Index b) {
-            fscale[batch + b] = detail::quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
+            fscale[batch + b] = K.quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
         };
         if (nthreads > 1) {
 #ifdef _OPENMP

@@ -33,6 +33,12 @@ using DotF32BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Ind
 using DotI8BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
                               Index rb_end, const std::int8_t* Q, Index ldq, Index batch, std::int32_t* out,
                               Index ldo);
+/// Int8 activations (the integer path's input): q[j] = v[j] · 127/amax rounded in the current rounding
+/// mode (round to nearest even by default, as std::nearbyint) and clamped to ±127, for j < len, with
+/// amax = max |v[j]|; q[len..padded) = 0 and *qsum = Σ q. Returns the scale amax/127 (v ≈ scale·q):
+/// 0 for an all-zero v, NaN if v has a non-finite entry. Every variant returns the scalar
+/// reference's bytes.
+using QuantizeI8Fn = float (*)(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum);
 
 /// Instruction-set targets a kernel variant is written for.
 enum class KernelTarget {
@@ -50,6 +56,7 @@ struct KernelTable {
     DotI8Fn dot_i8;            ///< int8 GEMV rows
     DotF32BatchFn dot_f32_batch;  ///< float GEMM rows
     DotI8BatchFn dot_i8_batch;    ///< int8 GEMM rows
+    QuantizeI8Fn quantize_i8;     ///< int8 activations of the integer paths
 };
 
 }  // namespace kernels

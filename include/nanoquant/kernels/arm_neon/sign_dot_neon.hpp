@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "nanoquant/kernels/kernel_table.hpp"
+#include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
 
 namespace nanoquant {
 namespace kernels {
@@ -102,7 +103,8 @@ inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col
 /// The NEON variant's table.
 inline const KernelTable& table()
 {
-    static const KernelTable t{KernelTarget::Neon, "neon", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch};
+    static const KernelTable t{KernelTarget::Neon, "neon", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
+                               &scalar::quantize_i8};
     return t;
 }
 

@@ -6,7 +6,10 @@
 /// variant computes (docs/packed_format.md). The float path sums s_ij·x_j in column order; the
 /// integer path is exact, so every variant must reproduce it bit for bit.
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "nanoquant/kernels/kernel_table.hpp"
 
@@ -62,10 +65,62 @@ inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col
         dot_i8(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, out + b * ldo);
 }
 
+namespace detail {
+/// max |v[j]| as a bit pattern: for non-negative floats the integer order is the float order, and
+/// Inf/NaN (all-ones exponent) sort above every finite value, so `abits >= 0x7F800000` flags a
+/// non-finite entry. (An integer max reduction also vectorizes without -ffast-math.)
+inline std::uint32_t absmax_bits(const float* v, Index len)
+{
+    std::uint32_t abits = 0;
+    for (Index j = 0; j < len; ++j) {
+        std::uint32_t b;
+        std::memcpy(&b, v + j, 4);
+        b &= 0x7FFFFFFFu;
+        abits = b > abits ? b : abits;
+    }
+    return abits;
+}
+
+/// The two factors of q = round((v · pre) · inv), from amax > 0 (finite): inv = 127/(amax · pre),
+/// with pre = 1, or 2^100 when amax < 2^-100 (near the denormal range 127/amax overflows to
+/// infinity, and 0 · inf = NaN; the power of two is exact, so q is still round(v · 127/amax)).
+struct I8Factors {
+    float pre, inv;
+    explicit I8Factors(float amax) : pre(amax < 0x1p-100f ? 0x1p100f : 1.0f), inv(127.0f / (amax * pre)) {}
+};
+
+/// One quantized entry (|v| <= amax, so the clamp only catches a 1-ulp overshoot).
+inline std::int8_t quantize_one(float v, const I8Factors& f)
+{
+    return static_cast<std::int8_t>(std::nearbyint(std::max(-127.0f, std::min(127.0f, (v * f.pre) * f.inv))));
+}
+}  // namespace detail
+
+/// Reference int8 quantization (see QuantizeI8Fn).
+inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum)
+{
+    const std::uint32_t abits = detail::absmax_bits(v, len);
+    float amax;
+    std::memcpy(&amax, &abits, 4);
+    std::memset(q, 0, std::size_t(padded));
+    *qsum = 0;
+    if (abits >= 0x7F800000u) return NAN;  // a non-finite entry: the caller reports it
+    if (amax == 0.0f) return 0.0f;  // (also a denormal amax when denormals are flushed: DAZ)
+    const detail::I8Factors f(amax);
+    std::int32_t s = 0;
+    for (Index j = 0; j < len; ++j) {
+        q[j] = detail::quantize_one(v[j], f);
+        s += q[j];
+    }
+    *qsum = s;
+    return amax / 127.0f;
+}
+
 /// The scalar variant's table.
 inline const KernelTable& table()
 {
-    static const KernelTable t{KernelTarget::Scalar, "scalar", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch};
+    static const KernelTable t{KernelTarget::Scalar, "scalar", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
+                               &quantize_i8};
     return t;
 }
 

@@ -14,9 +14,12 @@
 #define NANOQUANT_HAVE_AVX2_KERNELS 1
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "nanoquant/kernels/kernel_table.hpp"
+#include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
 
 #define NANOQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt")))
 
@@ -111,10 +114,56 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8_batch(const std::uint32_t* tiles, Index
     }
 }
 
+/// Int8 quantization (see QuantizeI8Fn): 8 lanes, the tail through the scalar reference's per-entry
+/// function; the same products, clamp and rounding, so the same bytes.
+NANOQUANT_TARGET_AVX2 inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q,
+                                               std::int32_t* qsum)
+{
+    const Index full = len - len % 8;
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i m = _mm256_setzero_si256();
+    for (Index j = 0; j < full; j += 8)
+        m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j)), abs_mask));
+    alignas(32) std::uint32_t part[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(part), m);
+    std::uint32_t abits = scalar::detail::absmax_bits(v + full, len - full);
+    for (std::uint32_t p : part) abits = p > abits ? p : abits;
+    float amax;
+    std::memcpy(&amax, &abits, 4);
+    *qsum = 0;
+    if (abits >= 0x7F800000u || amax == 0.0f) {  // as the scalar reference
+        std::memset(q, 0, std::size_t(padded));
+        return abits >= 0x7F800000u ? NAN : 0.0f;
+    }
+    const scalar::detail::I8Factors f(amax);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 pre = _mm256_set1_ps(f.pre), inv = _mm256_set1_ps(f.inv);
+    __m256i acc = _mm256_setzero_si256();
+    for (Index j = 0; j < full; j += 8) {
+        const __m256 x = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), pre), inv);
+        const __m256i r = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, x)));
+        acc = _mm256_add_epi32(acc, r);
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packs_epi16(w, w));
+    }
+    alignas(32) std::int32_t sums[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums), acc);
+    std::int32_t s = 0;
+    for (std::int32_t p : sums) s += p;
+    for (Index j = full; j < len; ++j) {
+        q[j] = scalar::detail::quantize_one(v[j], f);
+        s += q[j];
+    }
+    *qsum = s;
+    std::memset(q + len, 0, std::size_t(padded - len));
+    return amax / 127.0f;
+}
+
 /// The AVX2 variant's table.
 inline const KernelTable& table()
 {
-    static const KernelTable t{KernelTarget::Avx2, "avx2", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch};
+    static const KernelTable t{KernelTarget::Avx2, "avx2", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
+                               &quantize_i8};
     return t;
 }
 
