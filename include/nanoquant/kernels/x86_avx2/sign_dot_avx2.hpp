@@ -17,8 +17,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 
 #include "nanoquant/kernels/kernel_table.hpp"
+#include "nanoquant/kernels/packed_layer.hpp"
 #include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
 
 #define NANOQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt")))
@@ -49,26 +51,72 @@ NANOQUANT_TARGET_AVX2 inline void f32_rows(const std::uint32_t* tiles, Index row
     for (int t = 0; t < T; ++t) _mm256_store_ps(out + t * ldo + 16 * R + 8 * h, acc[t]);
 }
 
-/// Up to 4 tokens × 8 rows of the integer path (exact).
-NANOQUANT_TARGET_AVX2 inline void i8_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R,
-                                          int h, const std::int8_t* Q, Index ldq, int T, std::int32_t* out, Index ldo)
+/// Integer tables of one column word (32 inputs, groups g = 0..7, exact int16 sums of ±q over 4
+/// inputs, split into low and high byte planes): eight 32-byte registers
+/// [A0.lo, A0.hi, A1.lo, A1.hi, B0.lo, B0.hi, B1.lo, B1.hi] with the groups (lower 16 bytes | upper
+/// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which i8_tile's
+/// index registers meet them.
+NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables)
 {
-    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                      _mm256_setzero_si256()};
-    const __m256i one = _mm256_set1_epi32(1);
+    // Entry e of a group = Σ_t sign_t(e)·x_t with sign_t(e) = −1 where bit t of e is set (VPSIGNW).
+    __m256i sgn[4];
+    for (int t = 0; t < 4; ++t) {
+        alignas(32) std::int16_t v[16];
+        for (int e = 0; e < 16; ++e) v[e] = (e >> t) & 1 ? -1 : 1;
+        sgn[t] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+    }
+    // Low bytes of the 16 entries to bytes 0..7 of each 128-bit lane, high bytes to 8..15; VPERMQ
+    // (0, 2, 1, 3) then gives [lo 0..15 | hi 0..15].
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
+                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const int order[4][2] = {{0, 4}, {1, 5}, {2, 6}, {3, 7}};
+    alignas(32) std::int16_t x[32];
     for (Index c = 0; c < col_words; ++c) {
-        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tiles + (c * row_blocks + R) * 16 + 8 * h));
-        __m256i cnt = _mm256_set1_epi32(31);
-        for (int b = 0; b < 32; ++b) {
-            // Negative where the bit is set, positive (>= 1) otherwise: the sign operand of VPSIGND.
-            const __m256i s = _mm256_or_si256(_mm256_sllv_epi32(v, cnt), one);
-            cnt = _mm256_sub_epi32(cnt, one);
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], _mm256_sign_epi32(_mm256_set1_epi32(Q[t * ldq + 32 * c + b]), s));
+        const __m128i* src = reinterpret_cast<const __m128i*>(q + 32 * c);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(x), _mm256_cvtepi8_epi16(_mm_loadu_si128(src)));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(x + 16), _mm256_cvtepi8_epi16(_mm_loadu_si128(src + 1)));
+        std::int8_t* T = tables + 256 * c;
+        for (int p = 0; p < 4; ++p) {
+            __m256i planes[2];
+            for (int h = 0; h < 2; ++h) {
+                const std::int16_t* xg = x + 4 * order[p][h];
+                __m256i sum = _mm256_sign_epi16(_mm256_set1_epi16(xg[0]), sgn[0]);
+                for (int t = 1; t < 4; ++t) sum = _mm256_add_epi16(sum, _mm256_sign_epi16(_mm256_set1_epi16(xg[t]), sgn[t]));
+                planes[h] = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(sum, split), 0xD8);
+            }
+            _mm256_store_si256(reinterpret_cast<__m256i*>(T + 64 * p), _mm256_permute2x128_si256(planes[0], planes[1], 0x20));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(T + 64 * p + 32), _mm256_permute2x128_si256(planes[0], planes[1], 0x31));
         }
     }
-    for (int t = 0; t < T; ++t)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out + t * ldo + 16 * R + 8 * h), acc[t]);
+}
+
+/// Row blocks per chunk of the int8 GEMV: the chunk's int16 partial sums (64 B per row block) and
+/// int32 sums (64 B) take 16 KiB, within the 32 KiB L1 of AVX2-only cores.
+constexpr Index kI8ChunkBlocks = 128;
+/// Column words summed in int16 before they are added to the int32 sums: 4 groups of ±4·127 per
+/// word and 16-bit lane, 16 · 2032 < 2^15.
+constexpr Index kI8FoldWords = 16;
+
+/// The exact int16 sums that the nibbles idx (one per byte: row j of each 128-bit lane) select from
+/// the table planes tl/th (low/high bytes), added to lo (rows 0..7) and hi (rows 8..15).
+NANOQUANT_TARGET_AVX2 inline void lookup_i8(__m256i idx, __m256i tl, __m256i th, __m256i& lo, __m256i& hi)
+{
+    const __m256i l = _mm256_shuffle_epi8(tl, idx), h = _mm256_shuffle_epi8(th, idx);
+    lo = _mm256_add_epi16(lo, _mm256_unpacklo_epi8(l, h));
+    hi = _mm256_add_epi16(hi, _mm256_unpackhi_epi8(l, h));
+}
+
+/// Adds the int16 partial sums of one row block (rows 0..7 and 8..15, each register holding its
+/// rows' groups 0..3 in the lower 128 bits and groups 4..7 in the upper) to its int32 sums.
+NANOQUANT_TARGET_AVX2 inline void fold_i8(const std::int16_t* part, std::int32_t* out)
+{
+    for (int h = 0; h < 2; ++h) {
+        const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(part + 16 * h));
+        const __m256i s = _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)),
+                                           _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)));
+        __m256i* o = reinterpret_cast<__m256i*>(out + 8 * h);
+        _mm256_store_si256(o, _mm256_add_epi32(_mm256_load_si256(o), s));
+    }
 }
 }  // namespace detail
 
@@ -80,12 +128,82 @@ NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_
         for (int h = 0; h < 2; ++h) detail::f32_rows(tiles, row_blocks, col_words, R, h, x, 0, 1, out, 0);
 }
 
-/// Integer rows (see DotI8Fn).
+/// Integer rows (see DotI8Fn), exact: lookup tables in the spirit of T-MAC. Per tile (16 rows ×
+/// 32 columns) a VPSHUFB byte transpose and a VPERMD put byte k of all 16 rows in one 128-bit lane
+/// (index registers A = bytes (0 | 2), B = bytes (1 | 3)); each nibble then selects, with VPSHUFB,
+/// the low and the high byte of its group's exact int16 sum, and VPUNPCK{L,H}BW rejoins them.
+/// Partial sums stay int16 for kI8FoldWords column words (no overflow), then go to the int32 sums.
+/// Order as the AVX-512 GEMV: chunks of rows, one column word at a time (its 8 table registers
+/// held), so the tiles are read as one stream. Uses a thread-local buffer of 256 bytes per column
+/// word for the tables.
 NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                          Index rb_begin, Index rb_end, const std::int8_t* q, std::int32_t* out)
 {
+    if (rb_end <= rb_begin) return;
+    // Start the first tiles on their way before building the tables.
+    const Index len0 = std::min(rb_end - rb_begin, detail::kI8ChunkBlocks);
+    for (Index k = 0; k < std::min(col_words, prefetch_runs(len0)); ++k)
+        for (Index R = rb_begin; R < rb_begin + len0; ++R)
+            _mm_prefetch(reinterpret_cast<const char*>(tiles + (k * row_blocks + R) * 16), _MM_HINT_T0);
+    thread_local AlignedVector<std::int8_t> buf;
+    thread_local AlignedVector<std::int16_t> part;
+    if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
+    if (part.size() < std::size_t(32 * detail::kI8ChunkBlocks)) part.resize(std::size_t(32 * detail::kI8ChunkBlocks));
+    std::int8_t* tables = buf.data();
+    detail::build_i8_tables(q, col_words, tables);
     for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 2; ++h) detail::i8_rows(tiles, row_blocks, col_words, R, h, q, 0, 1, out, 0);
+        for (int h = 0; h < 2; ++h)
+            _mm256_store_si256(reinterpret_cast<__m256i*>(out + 16 * R + 8 * h), _mm256_setzero_si256());
+
+    // Byte k of the 4 rows of each 128-bit lane to dword k of that lane, then dwords (0, 4, 1, 5, ...).
+    const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kI8ChunkBlocks) {
+        const Index c1 = std::min(rb_end, c0 + detail::kI8ChunkBlocks), len = c1 - c0;
+        const Index D = prefetch_runs(len);  // runs ahead: at least prefetch_tiles(1) tiles
+        std::int16_t* P = part.data() - 32 * c0;  // P + 32·R: row block R's partial sums
+        for (Index w0 = 0; w0 < col_words; w0 += detail::kI8FoldWords) {
+            const Index w1 = std::min(col_words, w0 + detail::kI8FoldWords);
+            for (Index R = c0; R < c1; ++R) {
+                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * R), _mm256_setzero_si256());
+                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * R + 16), _mm256_setzero_si256());
+            }
+            for (Index c = w0; c < w1; ++c) {
+                const __m256i* T = reinterpret_cast<const __m256i*>(tables + 256 * c);
+                const __m256i a0l = _mm256_load_si256(T), a0h = _mm256_load_si256(T + 1);
+                const __m256i a1l = _mm256_load_si256(T + 2), a1h = _mm256_load_si256(T + 3);
+                const __m256i b0l = _mm256_load_si256(T + 4), b0h = _mm256_load_si256(T + 5);
+                const __m256i b1l = _mm256_load_si256(T + 6), b1h = _mm256_load_si256(T + 7);
+                const std::uint32_t* t = tiles + c * row_blocks * 16;
+                // Tile R of the run D runs ahead, as in the AVX-512 GEMV: the same rows D words on,
+                // or the next chunk's rows (of this thread only).
+                const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
+                                          : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
+                                                            : t;
+                for (Index R = c0; R < c1; ++R) {
+                    _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
+                    const __m256i* v = reinterpret_cast<const __m256i*>(t + 16 * R);
+                    const __m256i u0 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_load_si256(v), tr), perm);
+                    const __m256i u1 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_load_si256(v + 1), tr), perm);
+                    // Byte j of each 128-bit lane = row j: A = (byte 0 | byte 2), B = (byte 1 | byte 3).
+                    const __m256i A = _mm256_unpacklo_epi64(u0, u1), B = _mm256_unpackhi_epi64(u0, u1);
+                    const __m256i ia0 = _mm256_and_si256(A, nib), ia1 = _mm256_and_si256(_mm256_srli_epi16(A, 4), nib);
+                    const __m256i ib0 = _mm256_and_si256(B, nib), ib1 = _mm256_and_si256(_mm256_srli_epi16(B, 4), nib);
+                    __m256i lo = _mm256_setzero_si256(), hi = lo;  // rows 0..7, rows 8..15
+                    detail::lookup_i8(ia0, a0l, a0h, lo, hi);
+                    detail::lookup_i8(ia1, a1l, a1h, lo, hi);
+                    detail::lookup_i8(ib0, b0l, b0h, lo, hi);
+                    detail::lookup_i8(ib1, b1l, b1h, lo, hi);
+                    __m256i* p = reinterpret_cast<__m256i*>(P + 32 * R);
+                    _mm256_store_si256(p, _mm256_add_epi16(_mm256_load_si256(p), lo));
+                    _mm256_store_si256(p + 1, _mm256_add_epi16(_mm256_load_si256(p + 1), hi));
+                }
+            }
+            for (Index R = c0; R < c1; ++R) detail::fold_i8(P + 32 * R, out + 16 * R);
+        }
+    }
 }
 
 /// Batched float rows (see DotF32BatchFn): each sign mask is applied to 4 tokens.
@@ -101,17 +219,12 @@ NANOQUANT_TARGET_AVX2 inline void dot_f32_batch(const std::uint32_t* tiles, Inde
     }
 }
 
-/// Batched integer rows (see DotI8BatchFn): each sign mask is applied to 4 tokens.
+/// Batched integer rows (see DotI8BatchFn): one dot_i8 per token (the tiles then come from cache).
 NANOQUANT_TARGET_AVX2 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                Index batch, std::int32_t* out, Index ldo)
 {
-    for (Index b = 0; b < batch; b += 4) {
-        const int T = int(batch - b < 4 ? batch - b : 4);
-        for (Index R = rb_begin; R < rb_end; ++R)
-            for (int h = 0; h < 2; ++h)
-                detail::i8_rows(tiles, row_blocks, col_words, R, h, Q + b * ldq, ldq, T, out + b * ldo, ldo);
-    }
+    for (Index b = 0; b < batch; ++b) dot_i8(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, out + b * ldo);
 }
 
 /// Int8 quantization (see QuantizeI8Fn): 8 lanes, the tail through the scalar reference's per-entry

@@ -49,19 +49,6 @@ namespace nanoquant {
 namespace kernels {
 namespace avx512 {
 
-/// Bytes of signs a GEMV kernel keeps prefetched ahead of its loads, over all the column-word
-/// streams it reads at once (a prefetch never faults, so running past the buffer end is harmless).
-/// 8 KiB measured best on Zen 5 with cold weights (float32: 2 streams, 64 tiles ahead in each; 4 or
-/// 16 KiB in all were 10-25 % slower); the int8 GEMV reads one stream and prefetches at least this
-/// far (a whole run, see dot_i8).
-#ifndef NANOQUANT_PREFETCH_BYTES
-#define NANOQUANT_PREFETCH_BYTES 8192
-#endif
-constexpr Index kPrefetchBytes = NANOQUANT_PREFETCH_BYTES;
-/// Tiles (64 bytes) ahead in each of `streams` streams.
-constexpr Index prefetch_tiles(Index streams) { return kPrefetchBytes / (64 * streams); }
-/// Runs of `len` tiles that cover at least kPrefetchBytes (>= 1).
-constexpr Index prefetch_runs(Index len) { return len <= 0 ? 1 : (prefetch_tiles(1) + len - 1) / len; }
 
 namespace detail {
 /// Lane e = −1 where bit t of e is set, else +1.
