@@ -5,10 +5,13 @@
 /// AVX2 kernels over the tiled layout, compiled through function-level target attributes (no global
 /// -m flag needed). Only call them when the CPU supports AVX2, FMA and BMI2 (dispatch.hpp).
 ///
-/// Eight rows of a tile sit in the lanes of one register. For column b, VPSLLVD moves bit b of every
-/// lane to the sign position; VBLENDVPS (float) or VPSIGND (integer) then applies the sign to the
-/// broadcast input. The float sum runs in column order, like the scalar reference. This is the
-/// portable x86 fallback; the AVX-512 variant is the fast one.
+/// Lookup tables, as in the AVX-512 variant, with the AVX2 instructions:
+///  - Float path: 8 rows of a tile in the lanes of a register; tables of 3 columns (8 floats),
+///    looked up with VPERMPS (low 3 bits of each lane; a shift by 3g selects group g).
+///  - Integer path: tables of 4 columns, exact int16 sums split into low/high byte planes; the bytes
+///    of a tile are transposed so that one 128-bit lane holds the nibbles of 16 rows, VPSHUFB looks
+///    up both planes and VPUNPCK{L,H}BW rejoins the int16 sums.
+/// Batched calls run the single-token kernels per token.
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NANOQUANT_HAVE_AVX2_KERNELS 1
@@ -30,26 +33,33 @@ namespace kernels {
 namespace avx2 {
 
 namespace detail {
-/// Up to 4 tokens × 8 rows (half h of row block R) of the float path.
-NANOQUANT_TARGET_AVX2 inline void f32_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R,
-                                           int h, const float* X, Index ldx, int T, float* out, Index ldo)
+/// Float tables of one column word: 11 groups (columns 3g, 3g + 1, 3g + 2 for g < 10; columns 30,
+/// 31 for g = 10) of 8 signed sums, T_g[e] = Σ_t (bit t of e ? −x : x)[3g + t], one register each
+/// (352 bytes per word).
+constexpr int kF32Groups = 11;
+NANOQUANT_TARGET_AVX2 inline void build_f32_tables(const float* x, Index col_words, float* tables)
 {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const __m256i one = _mm256_set1_epi32(1);
+    __m256 sgn[3];
+    for (int t = 0; t < 3; ++t) {
+        alignas(32) float v[8];
+        for (int e = 0; e < 8; ++e) v[e] = (e >> t) & 1 ? -1.0f : 1.0f;
+        sgn[t] = _mm256_load_ps(v);
+    }
     for (Index c = 0; c < col_words; ++c) {
-        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tiles + (c * row_blocks + R) * 16 + 8 * h));
-        __m256i cnt = _mm256_set1_epi32(31);
-        for (int b = 0; b < 32; ++b) {
-            const __m256 m = _mm256_castsi256_ps(_mm256_sllv_epi32(v, cnt));
-            cnt = _mm256_sub_epi32(cnt, one);
-            for (int t = 0; t < T; ++t) {
-                const float xv = X[t * ldx + 32 * c + b];
-                acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_set1_ps(xv), _mm256_set1_ps(-xv), m));
-            }
+        const float* xc = x + 32 * c;
+        float* T = tables + 8 * kF32Groups * c;
+        for (int g = 0; g < kF32Groups; ++g) {
+            const float* xg = xc + 3 * g;
+            __m256 sum = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(xg[0]), sgn[0]),
+                                       _mm256_mul_ps(_mm256_set1_ps(xg[1]), sgn[1]));
+            if (g < kF32Groups - 1) sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_set1_ps(xg[2]), sgn[2]));
+            _mm256_store_ps(T + 8 * g, sum);
         }
     }
-    for (int t = 0; t < T; ++t) _mm256_store_ps(out + t * ldo + 16 * R + 8 * h, acc[t]);
 }
+
+/// Row blocks per chunk of the float GEMV (float sums: 64 B per row block, 8 KiB).
+constexpr Index kF32ChunkBlocks = 128;
 
 /// Integer tables of one column word (32 inputs, groups g = 0..7, exact int16 sums of ±q over 4
 /// inputs, split into low and high byte planes): eight 32-byte registers
@@ -120,12 +130,56 @@ NANOQUANT_TARGET_AVX2 inline void fold_i8(const std::int16_t* part, std::int32_t
 }
 }  // namespace detail
 
-/// Float rows (see DotF32Fn).
+/// Float rows (see DotF32Fn): lookup tables of 3 columns (8 entries: VPERMPS reads the low 3 bits
+/// of each lane, so a right shift by 3g selects group g; 11 groups per 32-bit word). Per 8 rows of a
+/// tile: 11 shifts, 11 VPERMPS and 11 adds for 256 signs. Order as the int8 GEMV: chunks of rows,
+/// one column word at a time (each row adds its word's sum to its total, in word order), tiles read
+/// as one prefetched stream. Uses a thread-local buffer of 352 bytes per column word for the tables.
 NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                           Index rb_begin, Index rb_end, const float* x, float* out)
 {
+    if (rb_end <= rb_begin) return;
+    const Index len0 = std::min(rb_end - rb_begin, detail::kF32ChunkBlocks);
+    for (Index k = 0; k < std::min(col_words, prefetch_runs(len0)); ++k)
+        for (Index R = rb_begin; R < rb_begin + len0; ++R)
+            _mm_prefetch(reinterpret_cast<const char*>(tiles + (k * row_blocks + R) * 16), _MM_HINT_T0);
+    thread_local AlignedVector<float> buf;
+    const std::size_t words = std::size_t(8 * detail::kF32Groups * col_words);
+    if (buf.size() < words) buf.resize(words);
+    const float* tables = buf.data();
+    detail::build_f32_tables(x, col_words, buf.data());
     for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 2; ++h) detail::f32_rows(tiles, row_blocks, col_words, R, h, x, 0, 1, out, 0);
+        for (int h = 0; h < 2; ++h) _mm256_store_ps(out + 16 * R + 8 * h, _mm256_setzero_ps());
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kF32ChunkBlocks) {
+        const Index c1 = std::min(rb_end, c0 + detail::kF32ChunkBlocks), len = c1 - c0;
+        const Index D = prefetch_runs(len);
+        for (Index c = 0; c < col_words; ++c) {
+            const float* T = tables + 8 * detail::kF32Groups * c;
+            const std::uint32_t* t = tiles + c * row_blocks * 16;
+            const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
+                                      : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
+                                                        : t;
+            for (Index R = c0; R < c1; ++R) {
+                _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(t + 16 * R + 8 * h));
+                    // Two chains, summed in a fixed order.
+                    __m256 a = _mm256_permutevar8x32_ps(_mm256_load_ps(T), v);
+                    __m256 b = _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8), _mm256_srli_epi32(v, 3));
+#pragma GCC unroll 10
+                    for (int g = 2; g < detail::kF32Groups; g += 2) {
+                        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8 * g), _mm256_srli_epi32(v, 3 * g)));
+                        if (g + 1 < detail::kF32Groups)
+                            b = _mm256_add_ps(b, _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8 * g + 8),
+                                                                          _mm256_srli_epi32(v, 3 * g + 3)));
+                    }
+                    float* o = out + 16 * R + 8 * h;
+                    _mm256_store_ps(o, _mm256_add_ps(_mm256_load_ps(o), _mm256_add_ps(a, b)));
+                }
+            }
+        }
+    }
 }
 
 /// Integer rows (see DotI8Fn), exact: lookup tables in the spirit of T-MAC. Per tile (16 rows ×
@@ -206,17 +260,12 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
     }
 }
 
-/// Batched float rows (see DotF32BatchFn): each sign mask is applied to 4 tokens.
+/// Batched float rows (see DotF32BatchFn): one dot_f32 per token (the tiles then come from cache).
 NANOQUANT_TARGET_AVX2 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                 Index rb_begin, Index rb_end, const float* X, Index ldx, Index batch,
                                                 float* out, Index ldo)
 {
-    for (Index b = 0; b < batch; b += 4) {
-        const int T = int(batch - b < 4 ? batch - b : 4);
-        for (Index R = rb_begin; R < rb_end; ++R)
-            for (int h = 0; h < 2; ++h)
-                detail::f32_rows(tiles, row_blocks, col_words, R, h, X + b * ldx, ldx, T, out + b * ldo, ldo);
-    }
+    for (Index b = 0; b < batch; ++b) dot_f32(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, out + b * ldo);
 }
 
 /// Batched integer rows (see DotI8BatchFn): one dot_i8 per token (the tiles then come from cache).
