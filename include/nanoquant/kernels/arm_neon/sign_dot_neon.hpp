@@ -4,18 +4,22 @@
 /// \file sign_dot_neon.hpp
 /// AArch64 NEON kernels over the tiled layout (NEON is baseline on AArch64: no flag needed).
 ///
-/// Four rows of a tile sit in the lanes of one register. For column b, VTST against 1<<b gives an
-/// all-ones lane where the sign is −1, and a bit-select picks −x or +x, accumulated in column order:
-/// the float result is the scalar reference's, operation for operation; the integer result is exact.
-/// Batched calls apply each column's mask to up to 4 tokens.
+/// Float path: four rows of a tile sit in the lanes of one register. For column b, VTST against 1<<b
+/// gives an all-ones lane where the sign is −1, and a bit-select picks −x or +x, accumulated in
+/// column order: the scalar reference's result, operation for operation. Batched calls apply each
+/// column's mask to up to 4 tokens.
+/// Integer path: lookup tables of exact int16 sums in byte planes, TBL (dot_i8), as in the x86
+/// variants; batched calls run it per token.
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define NANOQUANT_HAVE_NEON_KERNELS 1
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "nanoquant/kernels/kernel_table.hpp"
+#include "nanoquant/kernels/packed_layer.hpp"
 #include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
 
 namespace nanoquant {
@@ -41,23 +45,37 @@ inline void f32_rows(const std::uint32_t* tiles, Index row_blocks, Index col_wor
     for (int t = 0; t < T; ++t) vst1q_f32(out + t * ldo + 16 * R + 4 * h, acc[t]);
 }
 
-/// Up to 4 tokens × 4 rows, integer path (exact).
-inline void i8_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R, int h,
-                    const std::int8_t* Q, Index ldq, int T, std::int32_t* out, Index ldo)
+/// Integer tables of one column word (32 inputs, groups g = 0..7): per group the 16 exact int16 sums
+/// Σ_t (bit t of e ? −q : q)[4g + t] as a low-byte plane and a high-byte plane of 16 bytes each, at
+/// bytes 32g and 32g + 16 (256 bytes per word).
+inline void build_i8_tables(const std::int8_t* q, Index col_words, std::uint8_t* tables)
 {
-    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
-    for (Index c = 0; c < col_words; ++c) {
-        const uint32x4_t v = vld1q_u32(tiles + (c * row_blocks + R) * 16 + 4 * h);
-        for (int b = 0; b < 32; ++b) {
-            const uint32x4_t m = vtstq_u32(v, vdupq_n_u32(1u << b));
-            for (int t = 0; t < T; ++t) {
-                const int32x4_t qv = vdupq_n_s32(Q[t * ldq + 32 * c + b]);
-                acc[t] = vaddq_s32(acc[t], vbslq_s32(m, vnegq_s32(qv), qv));
-            }
+    int16x8_t sgn[4][2];
+    for (int t = 0; t < 4; ++t)
+        for (int h = 0; h < 2; ++h) {
+            std::int16_t v[8];
+            for (int e = 0; e < 8; ++e) v[e] = ((8 * h + e) >> t) & 1 ? -1 : 1;
+            sgn[t][h] = vld1q_s16(v);
         }
-    }
-    for (int t = 0; t < T; ++t) vst1q_s32(out + t * ldo + 16 * R + 4 * h, acc[t]);
+    for (Index c = 0; c < col_words; ++c)
+        for (int g = 0; g < 8; ++g) {
+            const std::int8_t* x = q + 32 * c + 4 * g;
+            int16x8_t s[2];
+            for (int h = 0; h < 2; ++h) {
+                s[h] = vmulq_n_s16(sgn[0][h], x[0]);
+                for (int t = 1; t < 4; ++t) s[h] = vmlaq_n_s16(s[h], sgn[t][h], x[t]);
+            }
+            std::uint8_t* T = tables + 256 * c + 32 * g;
+            vst1q_u8(T, vreinterpretq_u8_s8(vcombine_s8(vmovn_s16(s[0]), vmovn_s16(s[1]))));
+            vst1q_u8(T + 16, vreinterpretq_u8_s8(vcombine_s8(vshrn_n_s16(s[0], 8), vshrn_n_s16(s[1], 8))));
+        }
 }
+
+/// Row blocks per chunk of the int8 GEMV (int16 partial sums 32 B and int32 sums 64 B per row block).
+constexpr Index kI8ChunkBlocks = 128;
+/// Column words summed in int16 before they go to the int32 sums: 8 groups of at most 4·127 per word,
+/// 8 · 4064 < 2^15.
+constexpr Index kI8FoldWords = 8;
 }  // namespace detail
 
 /// Float rows (see DotF32Fn).
@@ -68,12 +86,64 @@ inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_word
         for (int h = 0; h < 4; ++h) detail::f32_rows(tiles, row_blocks, col_words, R, h, x, 0, 1, out, 0);
 }
 
-/// Integer rows (see DotI8Fn).
+/// Integer rows (see DotI8Fn), exact: lookup tables as in the x86 variants. VLD4 splits a tile into
+/// its 4 bytes per row (register k: byte k of the 16 rows); each nibble looks up the low and the
+/// high byte of its group's int16 sum with TBL, and ZIP1/ZIP2 rejoin them (rows 0..7, 8..15).
+/// Partial sums stay int16 for kI8FoldWords words. Order: chunks of rows, one column word at a time
+/// (its 16 table registers held), the tiles read as one prefetched stream.
 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin, Index rb_end,
                    const std::int8_t* q, std::int32_t* out)
 {
-    for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 4; ++h) detail::i8_rows(tiles, row_blocks, col_words, R, h, q, 0, 1, out, 0);
+    if (rb_end <= rb_begin) return;
+    thread_local AlignedVector<std::uint8_t> buf;
+    thread_local AlignedVector<std::int16_t> part;
+    if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
+    if (part.size() < std::size_t(16 * detail::kI8ChunkBlocks)) part.resize(std::size_t(16 * detail::kI8ChunkBlocks));
+    const std::uint8_t* tables = buf.data();
+    detail::build_i8_tables(q, col_words, buf.data());
+    for (Index i = 16 * rb_begin; i < 16 * rb_end; ++i) out[i] = 0;
+    const uint8x16_t nib = vdupq_n_u8(0x0F);
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kI8ChunkBlocks) {
+        const Index c1 = std::min(rb_end, c0 + detail::kI8ChunkBlocks), len = c1 - c0;
+        const Index D = prefetch_runs(len);
+        std::int16_t* P = part.data() - 16 * c0;  // P + 16·R: row block R's partial sums
+        for (Index w0 = 0; w0 < col_words; w0 += detail::kI8FoldWords) {
+            const Index w1 = std::min(col_words, w0 + detail::kI8FoldWords);
+            for (Index i = 0; i < 16 * len; ++i) P[16 * c0 + i] = 0;
+            for (Index c = w0; c < w1; ++c) {
+                uint8x16_t tl[8], th[8];
+                for (int g = 0; g < 8; ++g) {
+                    tl[g] = vld1q_u8(tables + 256 * c + 32 * g);
+                    th[g] = vld1q_u8(tables + 256 * c + 32 * g + 16);
+                }
+                const std::uint32_t* t = tiles + c * row_blocks * 16;
+                const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
+                                          : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
+                                                            : t;
+                for (Index R = c0; R < c1; ++R) {
+                    __builtin_prefetch(pf + 16 * R);
+                    const uint8x16x4_t b = vld4q_u8(reinterpret_cast<const std::uint8_t*>(t + 16 * R));
+                    int16x8_t lo = vld1q_s16(P + 16 * R), hi = vld1q_s16(P + 16 * R + 8);
+                    for (int k = 0; k < 4; ++k) {
+                        const uint8x16_t ia = vandq_u8(b.val[k], nib), ib = vshrq_n_u8(b.val[k], 4);
+                        const uint8x16_t la = vqtbl1q_u8(tl[2 * k], ia), ha = vqtbl1q_u8(th[2 * k], ia);
+                        const uint8x16_t lb = vqtbl1q_u8(tl[2 * k + 1], ib), hb = vqtbl1q_u8(th[2 * k + 1], ib);
+                        lo = vaddq_s16(lo, vreinterpretq_s16_u8(vzip1q_u8(la, ha)));
+                        hi = vaddq_s16(hi, vreinterpretq_s16_u8(vzip2q_u8(la, ha)));
+                        lo = vaddq_s16(lo, vreinterpretq_s16_u8(vzip1q_u8(lb, hb)));
+                        hi = vaddq_s16(hi, vreinterpretq_s16_u8(vzip2q_u8(lb, hb)));
+                    }
+                    vst1q_s16(P + 16 * R, lo);
+                    vst1q_s16(P + 16 * R + 8, hi);
+                }
+            }
+            for (Index R = c0; R < c1; ++R)
+                for (int h = 0; h < 4; ++h) {
+                    std::int32_t* o = out + 16 * R + 4 * h;
+                    vst1q_s32(o, vaddw_s16(vld1q_s32(o), vld1_s16(P + 16 * R + 4 * h)));
+                }
+        }
+    }
 }
 
 /// Batched float rows (see DotF32BatchFn).
@@ -88,16 +158,11 @@ inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index co
     }
 }
 
-/// Batched integer rows (see DotI8BatchFn).
+/// Batched integer rows (see DotI8BatchFn): one dot_i8 per token (the tiles then come from cache).
 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
                          Index rb_end, const std::int8_t* Q, Index ldq, Index batch, std::int32_t* out, Index ldo)
 {
-    for (Index b = 0; b < batch; b += 4) {
-        const int T = int(batch - b < 4 ? batch - b : 4);
-        for (Index R = rb_begin; R < rb_end; ++R)
-            for (int h = 0; h < 4; ++h)
-                detail::i8_rows(tiles, row_blocks, col_words, R, h, Q + b * ldq, ldq, T, out + b * ldo, ldo);
-    }
+    for (Index b = 0; b < batch; ++b) dot_i8(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, out + b * ldo);
 }
 
 /// The NEON variant's table.
