@@ -34,6 +34,34 @@ constexpr Index prefetch_tiles(Index streams) { return kPrefetchBytes / (64 * st
 /// Runs of `len` tiles that cover at least kPrefetchBytes (>= 1).
 constexpr Index prefetch_runs(Index len) { return len <= 0 ? 1 : (prefetch_tiles(1) + len - 1) / len; }
 
+/// Prefetch base of the one-stream GEMVs, which read a chunk of row blocks [c1 − len, c1) one
+/// column word c at a time (a run: that word's tiles of the chunk, contiguous) and prefetch tile R
+/// at base + 16·R, D runs ahead: the same rows D words on, or, past the last word, the rows of the
+/// next chunk of the caller's range [.., rb_end); after the last chunk nothing new (the run itself).
+inline const std::uint32_t* stream_prefetch_base(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                                 Index c, Index D, Index c1, Index len, Index rb_end)
+{
+    const std::uint32_t* t = tiles + c * row_blocks * 16;
+    if (c + D < col_words) return t + D * row_blocks * 16;
+    if (c1 < rb_end) return tiles + (c + D - col_words) * row_blocks * 16 + 16 * len;
+    return t;
+}
+
+/// Prefetches (to L1) the first runs of a one-stream GEMV over [rb_begin, rb_end) in chunks of
+/// `chunk` row blocks: at least kPrefetchBytes, started before the kernel builds its tables.
+inline void prefetch_first_runs(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
+                                Index rb_end, Index chunk)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const Index len0 = rb_end - rb_begin < chunk ? rb_end - rb_begin : chunk;
+    const Index runs = col_words < prefetch_runs(len0) ? col_words : prefetch_runs(len0);
+    for (Index k = 0; k < runs; ++k)
+        for (Index R = rb_begin; R < rb_begin + len0; ++R) __builtin_prefetch(tiles + (k * row_blocks + R) * 16, 0, 3);
+#else
+    (void)tiles, (void)row_blocks, (void)col_words, (void)rb_begin, (void)rb_end, (void)chunk;
+#endif
+}
+
 /// Float path: out[i] = Σ_j s_ij x_j, float32 arithmetic.
 using DotF32Fn = void (*)(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
                           Index rb_end, const float* x, float* out);

@@ -95,6 +95,7 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
                    const std::int8_t* q, std::int32_t* out)
 {
     if (rb_end <= rb_begin) return;
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kI8ChunkBlocks);
     thread_local AlignedVector<std::uint8_t> buf;
     thread_local AlignedVector<std::int16_t> part;
     if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
@@ -117,9 +118,7 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
                     th[g] = vld1q_u8(tables + 256 * c + 32 * g + 16);
                 }
                 const std::uint32_t* t = tiles + c * row_blocks * 16;
-                const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
-                                          : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
-                                                            : t;
+                const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
                 for (Index R = c0; R < c1; ++R) {
                     __builtin_prefetch(pf + 16 * R);
                     const uint8x16x4_t b = vld4q_u8(reinterpret_cast<const std::uint8_t*>(t + 16 * R));

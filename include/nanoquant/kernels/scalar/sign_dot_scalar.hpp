@@ -89,6 +89,19 @@ struct I8Factors {
     explicit I8Factors(float amax) : pre(amax < 0x1p-100f ? 0x1p100f : 1.0f), inv(127.0f / (amax * pre)) {}
 };
 
+/// The all-zero and non-finite cases of QuantizeI8Fn, shared by every variant: if max |v| (bits
+/// abits) is 0 (or a denormal flushed by DAZ) or not finite, zeroes q[0..padded) and returns true
+/// with *scale = 0 or NaN; otherwise sets *amax and returns false.
+inline bool quantize_i8_special(std::uint32_t abits, Index padded, std::int8_t* q, float* scale, float* amax)
+{
+    std::memcpy(amax, &abits, 4);
+    const bool finite = abits < 0x7F800000u;
+    if (finite && *amax != 0.0f) return false;
+    std::memset(q, 0, std::size_t(padded));
+    *scale = finite ? 0.0f : NAN;  // a non-finite entry: the caller reports it
+    return true;
+}
+
 /// One quantized entry (|v| <= amax, so the clamp only catches a 1-ulp overshoot).
 inline std::int8_t quantize_one(float v, const I8Factors& f)
 {
@@ -99,19 +112,16 @@ inline std::int8_t quantize_one(float v, const I8Factors& f)
 /// Reference int8 quantization (see QuantizeI8Fn).
 inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum)
 {
-    const std::uint32_t abits = detail::absmax_bits(v, len);
-    float amax;
-    std::memcpy(&amax, &abits, 4);
-    std::memset(q, 0, std::size_t(padded));
+    float amax, scale;
     *qsum = 0;
-    if (abits >= 0x7F800000u) return NAN;  // a non-finite entry: the caller reports it
-    if (amax == 0.0f) return 0.0f;  // (also a denormal amax when denormals are flushed: DAZ)
+    if (detail::quantize_i8_special(detail::absmax_bits(v, len), padded, q, &scale, &amax)) return scale;
     const detail::I8Factors f(amax);
     std::int32_t s = 0;
     for (Index j = 0; j < len; ++j) {
         q[j] = detail::quantize_one(v[j], f);
         s += q[j];
     }
+    std::memset(q + len, 0, std::size_t(padded - len));
     *qsum = s;
     return amax / 127.0f;
 }

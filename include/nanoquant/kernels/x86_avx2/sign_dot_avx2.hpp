@@ -139,10 +139,8 @@ NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_
                                           Index rb_begin, Index rb_end, const float* x, float* out)
 {
     if (rb_end <= rb_begin) return;
-    const Index len0 = std::min(rb_end - rb_begin, detail::kF32ChunkBlocks);
-    for (Index k = 0; k < std::min(col_words, prefetch_runs(len0)); ++k)
-        for (Index R = rb_begin; R < rb_begin + len0; ++R)
-            _mm_prefetch(reinterpret_cast<const char*>(tiles + (k * row_blocks + R) * 16), _MM_HINT_T0);
+    // Start the first tiles on their way before building the tables.
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kF32ChunkBlocks);
     thread_local AlignedVector<float> buf;
     const std::size_t words = std::size_t(8 * detail::kF32Groups * col_words);
     if (buf.size() < words) buf.resize(words);
@@ -156,9 +154,7 @@ NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_
         for (Index c = 0; c < col_words; ++c) {
             const float* T = tables + 8 * detail::kF32Groups * c;
             const std::uint32_t* t = tiles + c * row_blocks * 16;
-            const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
-                                      : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
-                                                        : t;
+            const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
             for (Index R = c0; R < c1; ++R) {
                 _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
 #pragma GCC unroll 2
@@ -195,10 +191,7 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
 {
     if (rb_end <= rb_begin) return;
     // Start the first tiles on their way before building the tables.
-    const Index len0 = std::min(rb_end - rb_begin, detail::kI8ChunkBlocks);
-    for (Index k = 0; k < std::min(col_words, prefetch_runs(len0)); ++k)
-        for (Index R = rb_begin; R < rb_begin + len0; ++R)
-            _mm_prefetch(reinterpret_cast<const char*>(tiles + (k * row_blocks + R) * 16), _MM_HINT_T0);
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kI8ChunkBlocks);
     thread_local AlignedVector<std::int8_t> buf;
     thread_local AlignedVector<std::int16_t> part;
     if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
@@ -233,9 +226,7 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
                 const std::uint32_t* t = tiles + c * row_blocks * 16;
                 // Tile R of the run D runs ahead, as in the AVX-512 GEMV: the same rows D words on,
                 // or the next chunk's rows (of this thread only).
-                const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
-                                          : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
-                                                            : t;
+                const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
                 for (Index R = c0; R < c1; ++R) {
                     _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
                     const __m256i* v = reinterpret_cast<const __m256i*>(t + 16 * R);
@@ -290,13 +281,9 @@ NANOQUANT_TARGET_AVX2 inline float quantize_i8(const float* v, Index len, Index 
     _mm256_store_si256(reinterpret_cast<__m256i*>(part), m);
     std::uint32_t abits = scalar::detail::absmax_bits(v + full, len - full);
     for (std::uint32_t p : part) abits = p > abits ? p : abits;
-    float amax;
-    std::memcpy(&amax, &abits, 4);
+    float amax, scale;
     *qsum = 0;
-    if (abits >= 0x7F800000u || amax == 0.0f) {  // as the scalar reference
-        std::memset(q, 0, std::size_t(padded));
-        return abits >= 0x7F800000u ? NAN : 0.0f;
-    }
+    if (scalar::detail::quantize_i8_special(abits, padded, q, &scale, &amax)) return scale;
     const scalar::detail::I8Factors f(amax);
     const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     const __m256 pre = _mm256_set1_ps(f.pre), inv = _mm256_set1_ps(f.inv);

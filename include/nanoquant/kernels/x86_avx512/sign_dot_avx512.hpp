@@ -186,10 +186,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
 {
     if (rb_end <= rb_begin) return;
     // Start the first tiles on their way before building the tables.
-    const Index len0 = std::min(rb_end - rb_begin, detail::kI8ChunkBlocks);
-    for (Index k = 0; k < std::min(col_words, prefetch_runs(len0)); ++k)
-        for (Index R = rb_begin; R < rb_begin + len0; ++R)
-            _mm_prefetch(reinterpret_cast<const char*>(tiles + (k * row_blocks + R) * 16), _MM_HINT_T0);
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kI8ChunkBlocks);
     thread_local AlignedVector<std::int8_t> buf;
     if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
     std::int8_t* tables = buf.data();
@@ -210,9 +207,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
             const std::uint32_t* t = tiles + c * row_blocks * 16;
             // Tile R of the run D runs ahead: the same rows D words on, or the next chunk's rows
             // (of this thread only: the last chunk prefetches nothing past its words).
-            const std::uint32_t* pf = c + D < col_words ? t + D * row_blocks * 16
-                                      : c1 < rb_end     ? tiles + (c + D - col_words) * row_blocks * 16 + 16 * len
-                                                        : t;
+            const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
             for (Index R = c0; R < c1; ++R) {
                 _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
                 const __m512i v = _mm512_load_si512(t + 16 * R);
@@ -598,13 +593,9 @@ NANOQUANT_TARGET_AVX512 inline float quantize_i8(const float* v, Index len, Inde
     for (; j < len; j += 16)
         m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_maskz_loadu_epi32(tail(len - j), v + j), abs_mask));
     const std::uint32_t abits = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
-    float amax;
-    std::memcpy(&amax, &abits, 4);
+    float amax, scale;
     *qsum = 0;
-    if (abits >= 0x7F800000u || amax == 0.0f) {  // as the scalar reference
-        std::memset(q, 0, std::size_t(padded));
-        return abits >= 0x7F800000u ? NAN : 0.0f;
-    }
+    if (scalar::detail::quantize_i8_special(abits, padded, q, &scale, &amax)) return scale;
     const scalar::detail::I8Factors f(amax);
     const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     const __m512 pre = _mm512_set1_ps(f.pre), inv = _mm512_set1_ps(f.inv);
