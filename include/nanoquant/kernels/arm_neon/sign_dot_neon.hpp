@@ -107,10 +107,10 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
     for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kI8ChunkBlocks) {
         const Index c1 = std::min(rb_end, c0 + detail::kI8ChunkBlocks), len = c1 - c0;
         const Index D = prefetch_runs(len);
-        std::int16_t* P = part.data() - 16 * c0;  // P + 16·R: row block R's partial sums
+        std::int16_t* P = part.data();  // P + 16·(R − c0): row block R's partial sums
         for (Index w0 = 0; w0 < col_words; w0 += detail::kI8FoldWords) {
             const Index w1 = std::min(col_words, w0 + detail::kI8FoldWords);
-            for (Index i = 0; i < 16 * len; ++i) P[16 * c0 + i] = 0;
+            for (Index i = 0; i < 16 * len; ++i) P[i] = 0;
             for (Index c = w0; c < w1; ++c) {
                 uint8x16_t tl[8], th[8];
                 for (int g = 0; g < 8; ++g) {
@@ -122,7 +122,7 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
                 for (Index R = c0; R < c1; ++R) {
                     __builtin_prefetch(pf + 16 * R);
                     const uint8x16x4_t b = vld4q_u8(reinterpret_cast<const std::uint8_t*>(t + 16 * R));
-                    int16x8_t lo = vld1q_s16(P + 16 * R), hi = vld1q_s16(P + 16 * R + 8);
+                    int16x8_t lo = vld1q_s16(P + 16 * (R - c0)), hi = vld1q_s16(P + 16 * (R - c0) + 8);
                     for (int k = 0; k < 4; ++k) {
                         const uint8x16_t ia = vandq_u8(b.val[k], nib), ib = vshrq_n_u8(b.val[k], 4);
                         const uint8x16_t la = vqtbl1q_u8(tl[2 * k], ia), ha = vqtbl1q_u8(th[2 * k], ia);
@@ -132,14 +132,14 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
                         lo = vaddq_s16(lo, vreinterpretq_s16_u8(vzip1q_u8(lb, hb)));
                         hi = vaddq_s16(hi, vreinterpretq_s16_u8(vzip2q_u8(lb, hb)));
                     }
-                    vst1q_s16(P + 16 * R, lo);
-                    vst1q_s16(P + 16 * R + 8, hi);
+                    vst1q_s16(P + 16 * (R - c0), lo);
+                    vst1q_s16(P + 16 * (R - c0) + 8, hi);
                 }
             }
             for (Index R = c0; R < c1; ++R)
                 for (int h = 0; h < 4; ++h) {
                     std::int32_t* o = out + 16 * R + 4 * h;
-                    vst1q_s32(o, vaddw_s16(vld1q_s32(o), vld1_s16(P + 16 * R + 4 * h)));
+                    vst1q_s32(o, vaddw_s16(vld1q_s32(o), vld1_s16(P + 16 * (R - c0) + 4 * h)));
                 }
         }
     }

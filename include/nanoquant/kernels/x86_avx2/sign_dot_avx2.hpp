@@ -17,10 +17,10 @@
 #define NANOQUANT_HAVE_AVX2_KERNELS 1
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 
 #include "nanoquant/kernels/kernel_table.hpp"
 #include "nanoquant/kernels/packed_layer.hpp"
@@ -64,7 +64,7 @@ constexpr Index kF32ChunkBlocks = 128;
 /// Integer tables of one column word (32 inputs, groups g = 0..7, exact int16 sums of ±q over 4
 /// inputs, split into low and high byte planes): eight 32-byte registers
 /// [A0.lo, A0.hi, A1.lo, A1.hi, B0.lo, B0.hi, B1.lo, B1.hi] with the groups (lower 16 bytes | upper
-/// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which i8_tile's
+/// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which dot_i8's
 /// index registers meet them.
 NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables)
 {
@@ -210,12 +210,12 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
     for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kI8ChunkBlocks) {
         const Index c1 = std::min(rb_end, c0 + detail::kI8ChunkBlocks), len = c1 - c0;
         const Index D = prefetch_runs(len);  // runs ahead: at least prefetch_tiles(1) tiles
-        std::int16_t* P = part.data() - 32 * c0;  // P + 32·R: row block R's partial sums
+        std::int16_t* P = part.data();  // P + 32·(R − c0): row block R's partial sums
         for (Index w0 = 0; w0 < col_words; w0 += detail::kI8FoldWords) {
             const Index w1 = std::min(col_words, w0 + detail::kI8FoldWords);
             for (Index R = c0; R < c1; ++R) {
-                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * R), _mm256_setzero_si256());
-                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * R + 16), _mm256_setzero_si256());
+                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * (R - c0)), _mm256_setzero_si256());
+                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * (R - c0) + 16), _mm256_setzero_si256());
             }
             for (Index c = w0; c < w1; ++c) {
                 const __m256i* T = reinterpret_cast<const __m256i*>(tables + 256 * c);
@@ -241,12 +241,12 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
                     detail::lookup_i8(ia1, a1l, a1h, lo, hi);
                     detail::lookup_i8(ib0, b0l, b0h, lo, hi);
                     detail::lookup_i8(ib1, b1l, b1h, lo, hi);
-                    __m256i* p = reinterpret_cast<__m256i*>(P + 32 * R);
+                    __m256i* p = reinterpret_cast<__m256i*>(P + 32 * (R - c0));
                     _mm256_store_si256(p, _mm256_add_epi16(_mm256_load_si256(p), lo));
                     _mm256_store_si256(p + 1, _mm256_add_epi16(_mm256_load_si256(p + 1), hi));
                 }
             }
-            for (Index R = c0; R < c1; ++R) detail::fold_i8(P + 32 * R, out + 16 * R);
+            for (Index R = c0; R < c1; ++R) detail::fold_i8(P + 32 * (R - c0), out + 16 * R);
         }
     }
 }
