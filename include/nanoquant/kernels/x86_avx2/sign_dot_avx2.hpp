@@ -11,7 +11,7 @@
 ///  - Integer path: tables of 4 columns, exact int16 sums split into low/high byte planes; the bytes
 ///    of a tile are transposed so that one 128-bit lane holds the nibbles of 16 rows, VPSHUFB looks
 ///    up both planes and VPUNPCK{L,H}BW rejoins the int16 sums.
-/// Batched calls run the single-token kernels per token.
+/// Batched calls run blocks of 4 tokens through the same kernels, sharing each tile's index work.
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NANOQUANT_HAVE_AVX2_KERNELS 1
@@ -35,9 +35,9 @@ namespace avx2 {
 namespace detail {
 /// Float tables of one column word: 11 groups (columns 3g, 3g + 1, 3g + 2 for g < 10; columns 30,
 /// 31 for g = 10) of 8 signed sums, T_g[e] = Σ_t (bit t of e ? −x : x)[3g + t], one register each
-/// (352 bytes per word).
+/// (352 bytes per word; word c's at tables + stride·c).
 constexpr int kF32Groups = 11;
-NANOQUANT_TARGET_AVX2 inline void build_f32_tables(const float* x, Index col_words, float* tables)
+NANOQUANT_TARGET_AVX2 inline void build_f32_tables(const float* x, Index col_words, float* tables, Index stride)
 {
     __m256 sgn[3];
     for (int t = 0; t < 3; ++t) {
@@ -47,7 +47,7 @@ NANOQUANT_TARGET_AVX2 inline void build_f32_tables(const float* x, Index col_wor
     }
     for (Index c = 0; c < col_words; ++c) {
         const float* xc = x + 32 * c;
-        float* T = tables + 8 * kF32Groups * c;
+        float* T = tables + stride * c;
         for (int g = 0; g < kF32Groups; ++g) {
             const float* xg = xc + 3 * g;
             __m256 sum = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(xg[0]), sgn[0]),
@@ -65,8 +65,9 @@ constexpr Index kF32ChunkBlocks = 128;
 /// inputs, split into low and high byte planes): eight 32-byte registers
 /// [A0.lo, A0.hi, A1.lo, A1.hi, B0.lo, B0.hi, B1.lo, B1.hi] with the groups (lower 16 bytes | upper
 /// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which dot_i8's
-/// index registers meet them.
-NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables)
+/// index registers meet them. Word c's registers start at tables + stride·c.
+NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables,
+                                                  Index stride)
 {
     // Entry e of a group = Σ_t sign_t(e)·x_t with sign_t(e) = −1 where bit t of e is set (VPSIGNW).
     __m256i sgn[4];
@@ -85,7 +86,7 @@ NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index co
         const __m128i* src = reinterpret_cast<const __m128i*>(q + 32 * c);
         _mm256_store_si256(reinterpret_cast<__m256i*>(x), _mm256_cvtepi8_epi16(_mm_loadu_si128(src)));
         _mm256_store_si256(reinterpret_cast<__m256i*>(x + 16), _mm256_cvtepi8_epi16(_mm_loadu_si128(src + 1)));
-        std::int8_t* T = tables + 256 * c;
+        std::int8_t* T = tables + stride * c;
         for (int p = 0; p < 4; ++p) {
             __m256i planes[2];
             for (int h = 0; h < 2; ++h) {
@@ -130,6 +131,65 @@ NANOQUANT_TARGET_AVX2 inline void fold_i8(const std::int16_t* part, std::int32_t
 }
 }  // namespace detail
 
+namespace detail {
+/// The float rows of TB tokens (token t: inputs X + t·ldx, sums out + t·ldo): see dot_f32. The 11
+/// shifted index registers of 8 rows are shared by the TB tokens; each token's tables come from L1
+/// (TB · 352 bytes per column word).
+template <int TB>
+NANOQUANT_TARGET_AVX2 inline void f32_tokens(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                             Index rb_begin, Index rb_end, const float* X, Index ldx, float* out,
+                                             Index ldo)
+{
+    if (rb_end <= rb_begin) return;
+    constexpr Index per_word = 8 * kF32Groups;  // floats of one token's tables of one word
+    // Start the first tiles on their way before building the tables.
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, kF32ChunkBlocks);
+    thread_local AlignedVector<float> buf;
+    const std::size_t words = std::size_t(per_word * TB * col_words);
+    if (buf.size() < words) buf.resize(words);
+    // Tables of word c, token t at per_word·(TB·c + t).
+    const float* tables = buf.data();
+    for (int t = 0; t < TB; ++t) build_f32_tables(X + t * ldx, col_words, buf.data() + per_word * t, per_word * TB);
+    for (int t = 0; t < TB; ++t)
+        for (Index R = rb_begin; R < rb_end; ++R)
+            for (int h = 0; h < 2; ++h) _mm256_store_ps(out + t * ldo + 16 * R + 8 * h, _mm256_setzero_ps());
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += kF32ChunkBlocks) {
+        const Index c1 = std::min(rb_end, c0 + kF32ChunkBlocks), len = c1 - c0;
+        const Index D = prefetch_runs(len);
+        for (Index c = 0; c < col_words; ++c) {
+            const float* T = tables + per_word * TB * c;
+            const std::uint32_t* t = tiles + c * row_blocks * 16;
+            const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
+            for (Index R = c0; R < c1; ++R) {
+                _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(t + 16 * R + 8 * h));
+                    __m256i idx[kF32Groups];
+#pragma GCC unroll 11
+                    for (int g = 0; g < kF32Groups; ++g) idx[g] = g == 0 ? v : _mm256_srli_epi32(v, 3 * g);
+#pragma GCC unroll 4
+                    for (int k = 0; k < TB; ++k) {
+                        const float* Tk = T + per_word * k;
+                        // Two chains, summed in a fixed order.
+                        __m256 a = _mm256_permutevar8x32_ps(_mm256_load_ps(Tk), idx[0]);
+                        __m256 b = _mm256_permutevar8x32_ps(_mm256_load_ps(Tk + 8), idx[1]);
+#pragma GCC unroll 10
+                        for (int g = 2; g < kF32Groups; g += 2) {
+                            a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(_mm256_load_ps(Tk + 8 * g), idx[g]));
+                            if (g + 1 < kF32Groups)
+                                b = _mm256_add_ps(b, _mm256_permutevar8x32_ps(_mm256_load_ps(Tk + 8 * g + 8), idx[g + 1]));
+                        }
+                        float* o = out + k * ldo + 16 * R + 8 * h;
+                        _mm256_store_ps(o, _mm256_add_ps(_mm256_load_ps(o), _mm256_add_ps(a, b)));
+                    }
+                }
+            }
+        }
+    }
+}
+}  // namespace detail
+
 /// Float rows (see DotF32Fn): lookup tables of 3 columns (8 entries: VPERMPS reads the low 3 bits
 /// of each lane, so a right shift by 3g selects group g; 11 groups per 32-bit word). Per 8 rows of a
 /// tile: 11 shifts, 11 VPERMPS and 11 adds for 256 signs. Order as the int8 GEMV: chunks of rows,
@@ -138,91 +198,51 @@ NANOQUANT_TARGET_AVX2 inline void fold_i8(const std::int16_t* part, std::int32_t
 NANOQUANT_TARGET_AVX2 inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                           Index rb_begin, Index rb_end, const float* x, float* out)
 {
-    if (rb_end <= rb_begin) return;
-    // Start the first tiles on their way before building the tables.
-    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kF32ChunkBlocks);
-    thread_local AlignedVector<float> buf;
-    const std::size_t words = std::size_t(8 * detail::kF32Groups * col_words);
-    if (buf.size() < words) buf.resize(words);
-    const float* tables = buf.data();
-    detail::build_f32_tables(x, col_words, buf.data());
-    for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 2; ++h) _mm256_store_ps(out + 16 * R + 8 * h, _mm256_setzero_ps());
-    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kF32ChunkBlocks) {
-        const Index c1 = std::min(rb_end, c0 + detail::kF32ChunkBlocks), len = c1 - c0;
-        const Index D = prefetch_runs(len);
-        for (Index c = 0; c < col_words; ++c) {
-            const float* T = tables + 8 * detail::kF32Groups * c;
-            const std::uint32_t* t = tiles + c * row_blocks * 16;
-            const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
-            for (Index R = c0; R < c1; ++R) {
-                _mm_prefetch(reinterpret_cast<const char*>(pf + 16 * R), _MM_HINT_T0);
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; ++h) {
-                    const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(t + 16 * R + 8 * h));
-                    // Two chains, summed in a fixed order.
-                    __m256 a = _mm256_permutevar8x32_ps(_mm256_load_ps(T), v);
-                    __m256 b = _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8), _mm256_srli_epi32(v, 3));
-#pragma GCC unroll 10
-                    for (int g = 2; g < detail::kF32Groups; g += 2) {
-                        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8 * g), _mm256_srli_epi32(v, 3 * g)));
-                        if (g + 1 < detail::kF32Groups)
-                            b = _mm256_add_ps(b, _mm256_permutevar8x32_ps(_mm256_load_ps(T + 8 * g + 8),
-                                                                          _mm256_srli_epi32(v, 3 * g + 3)));
-                    }
-                    float* o = out + 16 * R + 8 * h;
-                    _mm256_store_ps(o, _mm256_add_ps(_mm256_load_ps(o), _mm256_add_ps(a, b)));
-                }
-            }
-        }
-    }
+    detail::f32_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, x, 0, out, 0);
 }
 
-/// Integer rows (see DotI8Fn), exact: lookup tables in the spirit of T-MAC. Per tile (16 rows ×
-/// 32 columns) a VPSHUFB byte transpose and a VPERMD put byte k of all 16 rows in one 128-bit lane
-/// (index registers A = bytes (0 | 2), B = bytes (1 | 3)); each nibble then selects, with VPSHUFB,
-/// the low and the high byte of its group's exact int16 sum, and VPUNPCK{L,H}BW rejoins them.
-/// Partial sums stay int16 for kI8FoldWords column words (no overflow), then go to the int32 sums.
-/// Order as the AVX-512 GEMV: chunks of rows, one column word at a time (its 8 table registers
-/// held), so the tiles are read as one stream. Uses a thread-local buffer of 256 bytes per column
-/// word for the tables.
-NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words,
-                                         Index rb_begin, Index rb_end, const std::int8_t* q, std::int32_t* out)
+namespace detail {
+/// The int8 rows of TB tokens (token t: inputs Q + t·ldq, sums out + t·ldo): see dot_i8. The index
+/// work of a tile (transpose, nibbles) is shared by the TB tokens; each token's 8 table registers
+/// come from L1 (TB · 256 bytes per column word); chunks of kI8ChunkBlocks / TB row blocks keep every
+/// token's int16 and int32 sums within 16 KiB.
+template <int TB>
+NANOQUANT_TARGET_AVX2 inline void i8_tokens(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                            Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
+                                            std::int32_t* out, Index ldo)
 {
     if (rb_end <= rb_begin) return;
+    constexpr Index chunk = kI8ChunkBlocks / TB;
     // Start the first tiles on their way before building the tables.
-    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kI8ChunkBlocks);
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, chunk);
     thread_local AlignedVector<std::int8_t> buf;
     thread_local AlignedVector<std::int16_t> part;
-    if (buf.size() < std::size_t(256 * col_words)) buf.resize(std::size_t(256 * col_words));
-    if (part.size() < std::size_t(32 * detail::kI8ChunkBlocks)) part.resize(std::size_t(32 * detail::kI8ChunkBlocks));
+    if (buf.size() < std::size_t(256 * TB * col_words)) buf.resize(std::size_t(256 * TB * col_words));
+    if (part.size() < std::size_t(32 * TB * chunk)) part.resize(std::size_t(32 * TB * chunk));
+    // Tables of word c, token t at 256·(TB·c + t): a word's tables of all tokens are contiguous.
     std::int8_t* tables = buf.data();
-    detail::build_i8_tables(q, col_words, tables);
-    for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 2; ++h)
-            _mm256_store_si256(reinterpret_cast<__m256i*>(out + 16 * R + 8 * h), _mm256_setzero_si256());
+    for (int t = 0; t < TB; ++t) build_i8_tables(Q + t * ldq, col_words, tables + 256 * t, 256 * TB);
+    for (int t = 0; t < TB; ++t)
+        for (Index R = rb_begin; R < rb_end; ++R)
+            for (int h = 0; h < 2; ++h)
+                _mm256_store_si256(reinterpret_cast<__m256i*>(out + t * ldo + 16 * R + 8 * h), _mm256_setzero_si256());
 
     // Byte k of the 4 rows of each 128-bit lane to dword k of that lane, then dwords (0, 4, 1, 5, ...).
     const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
                                         0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const __m256i nib = _mm256_set1_epi8(0x0F);
-    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kI8ChunkBlocks) {
-        const Index c1 = std::min(rb_end, c0 + detail::kI8ChunkBlocks), len = c1 - c0;
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += chunk) {
+        const Index c1 = std::min(rb_end, c0 + chunk), len = c1 - c0;
         const Index D = prefetch_runs(len);  // runs ahead: at least prefetch_tiles(1) tiles
-        std::int16_t* P = part.data();  // P + 32·(R − c0): row block R's partial sums
-        for (Index w0 = 0; w0 < col_words; w0 += detail::kI8FoldWords) {
-            const Index w1 = std::min(col_words, w0 + detail::kI8FoldWords);
-            for (Index R = c0; R < c1; ++R) {
-                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * (R - c0)), _mm256_setzero_si256());
-                _mm256_store_si256(reinterpret_cast<__m256i*>(P + 32 * (R - c0) + 16), _mm256_setzero_si256());
-            }
+        // P + 32·(TB·(R − c0) + t): the partial sums of row block R, token t.
+        std::int16_t* P = part.data();
+        for (Index w0 = 0; w0 < col_words; w0 += kI8FoldWords) {
+            const Index w1 = std::min(col_words, w0 + kI8FoldWords);
+            for (Index i = 0; i < 32 * TB * len; i += 16)
+                _mm256_store_si256(reinterpret_cast<__m256i*>(P + i), _mm256_setzero_si256());
             for (Index c = w0; c < w1; ++c) {
-                const __m256i* T = reinterpret_cast<const __m256i*>(tables + 256 * c);
-                const __m256i a0l = _mm256_load_si256(T), a0h = _mm256_load_si256(T + 1);
-                const __m256i a1l = _mm256_load_si256(T + 2), a1h = _mm256_load_si256(T + 3);
-                const __m256i b0l = _mm256_load_si256(T + 4), b0h = _mm256_load_si256(T + 5);
-                const __m256i b1l = _mm256_load_si256(T + 6), b1h = _mm256_load_si256(T + 7);
+                const __m256i* T = reinterpret_cast<const __m256i*>(tables + 256 * TB * c);
                 const std::uint32_t* t = tiles + c * row_blocks * 16;
                 // Tile R of the run D runs ahead, as in the AVX-512 GEMV: the same rows D words on,
                 // or the next chunk's rows (of this thread only).
@@ -236,35 +256,66 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
                     const __m256i A = _mm256_unpacklo_epi64(u0, u1), B = _mm256_unpackhi_epi64(u0, u1);
                     const __m256i ia0 = _mm256_and_si256(A, nib), ia1 = _mm256_and_si256(_mm256_srli_epi16(A, 4), nib);
                     const __m256i ib0 = _mm256_and_si256(B, nib), ib1 = _mm256_and_si256(_mm256_srli_epi16(B, 4), nib);
-                    __m256i lo = _mm256_setzero_si256(), hi = lo;  // rows 0..7, rows 8..15
-                    detail::lookup_i8(ia0, a0l, a0h, lo, hi);
-                    detail::lookup_i8(ia1, a1l, a1h, lo, hi);
-                    detail::lookup_i8(ib0, b0l, b0h, lo, hi);
-                    detail::lookup_i8(ib1, b1l, b1h, lo, hi);
-                    __m256i* p = reinterpret_cast<__m256i*>(P + 32 * (R - c0));
-                    _mm256_store_si256(p, _mm256_add_epi16(_mm256_load_si256(p), lo));
-                    _mm256_store_si256(p + 1, _mm256_add_epi16(_mm256_load_si256(p + 1), hi));
+#pragma GCC unroll 4
+                    for (int k = 0; k < TB; ++k) {
+                        const __m256i* Tk = T + 8 * k;
+                        __m256i lo = _mm256_setzero_si256(), hi = lo;  // rows 0..7, rows 8..15
+                        lookup_i8(ia0, _mm256_load_si256(Tk), _mm256_load_si256(Tk + 1), lo, hi);
+                        lookup_i8(ia1, _mm256_load_si256(Tk + 2), _mm256_load_si256(Tk + 3), lo, hi);
+                        lookup_i8(ib0, _mm256_load_si256(Tk + 4), _mm256_load_si256(Tk + 5), lo, hi);
+                        lookup_i8(ib1, _mm256_load_si256(Tk + 6), _mm256_load_si256(Tk + 7), lo, hi);
+                        __m256i* p = reinterpret_cast<__m256i*>(P + 32 * (TB * (R - c0) + k));
+                        _mm256_store_si256(p, _mm256_add_epi16(_mm256_load_si256(p), lo));
+                        _mm256_store_si256(p + 1, _mm256_add_epi16(_mm256_load_si256(p + 1), hi));
+                    }
                 }
             }
-            for (Index R = c0; R < c1; ++R) detail::fold_i8(P + 32 * (R - c0), out + 16 * R);
+            for (Index R = c0; R < c1; ++R)
+                for (int k = 0; k < TB; ++k) fold_i8(P + 32 * (TB * (R - c0) + k), out + k * ldo + 16 * R);
         }
     }
 }
+}  // namespace detail
 
-/// Batched float rows (see DotF32BatchFn): one dot_f32 per token (the tiles then come from cache).
+/// Integer rows (see DotI8Fn), exact: lookup tables in the spirit of T-MAC. Per tile (16 rows ×
+/// 32 columns) a VPSHUFB byte transpose and a VPERMD put byte k of all 16 rows in one 128-bit lane
+/// (index registers A = bytes (0 | 2), B = bytes (1 | 3)); each nibble then selects, with VPSHUFB,
+/// the low and the high byte of its group's exact int16 sum, and VPUNPCK{L,H}BW rejoins them.
+/// Partial sums stay int16 for kI8FoldWords column words (no overflow), then go to the int32 sums.
+/// Order as the AVX-512 GEMV: chunks of rows, one column word at a time, so the tiles are read as
+/// one prefetched stream. Uses a thread-local buffer of 256 bytes per column word for the tables.
+NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                         Index rb_begin, Index rb_end, const std::int8_t* q, std::int32_t* out)
+{
+    detail::i8_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, q, 0, out, 0);
+}
+
+/// Batched float rows (see DotF32BatchFn): blocks of 4 tokens share each tile's index work
+/// (detail::f32_tokens), the remainder goes by 2 and 1.
 NANOQUANT_TARGET_AVX2 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                 Index rb_begin, Index rb_end, const float* X, Index ldx, Index batch,
                                                 float* out, Index ldo)
 {
-    for (Index b = 0; b < batch; ++b) dot_f32(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, out + b * ldo);
+    Index b = 0;
+    for (; b + 4 <= batch; b += 4)
+        detail::f32_tokens<4>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
+    for (; b + 2 <= batch; b += 2)
+        detail::f32_tokens<2>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
+    if (b < batch) detail::f32_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
 }
 
-/// Batched integer rows (see DotI8BatchFn): one dot_i8 per token (the tiles then come from cache).
+/// Batched integer rows (see DotI8BatchFn): blocks of 4 tokens share each tile's index work
+/// (detail::i8_tokens), the remainder goes by 2 and 1.
 NANOQUANT_TARGET_AVX2 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                Index batch, std::int32_t* out, Index ldo)
 {
-    for (Index b = 0; b < batch; ++b) dot_i8(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, out + b * ldo);
+    Index b = 0;
+    for (; b + 4 <= batch; b += 4)
+        detail::i8_tokens<4>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
+    for (; b + 2 <= batch; b += 2)
+        detail::i8_tokens<2>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
+    if (b < batch) detail::i8_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
 }
 
 /// Int8 quantization (see QuantizeI8Fn): 8 lanes, the tail through the scalar reference's per-entry
