@@ -64,7 +64,7 @@ constexpr Index kF32ChunkBlocks = 128;
 /// Integer tables of one column word (32 inputs, groups g = 0..7, exact int16 sums of ±q over 4
 /// inputs, split into low and high byte planes): eight 32-byte registers
 /// [A0.lo, A0.hi, A1.lo, A1.hi, B0.lo, B0.hi, B1.lo, B1.hi] with the groups (lower 16 bytes | upper
-/// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which dot_i8's
+/// 16 bytes) A0 = (0 | 4), A1 = (1 | 5), B0 = (2 | 6), B1 = (3 | 7): the order in which i8_tokens'
 /// index registers meet them. Word c's registers start at tables + stride·c.
 NANOQUANT_TARGET_AVX2 inline void build_i8_tables(const std::int8_t* q, Index col_words, std::int8_t* tables,
                                                   Index stride)
@@ -129,9 +129,7 @@ NANOQUANT_TARGET_AVX2 inline void fold_i8(const std::int16_t* part, std::int32_t
         _mm256_store_si256(o, _mm256_add_epi32(_mm256_load_si256(o), s));
     }
 }
-}  // namespace detail
 
-namespace detail {
 /// The float rows of TB tokens (token t: inputs X + t·ldx, sums out + t·ldo): see dot_f32. The 11
 /// shifted index registers of 8 rows are shared by the TB tokens; each token's tables come from L1
 /// (TB · 352 bytes per column word).
