@@ -153,17 +153,18 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
     }
 }
 
-TEST_CASE("int8 GEMM of many tokens (token-lane kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
+TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
 {
-    // The AVX-512 variant sums int16 table entries per strip of 128 columns for each whole block of
-    // 32 tokens and for a remainder of 24 or more (padded), and runs smaller remainders in register
-    // blocks of 12/8/4/2/1 tokens; the extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the
-    // int16 worst case per strip.
+    // The AVX-512 variant runs passes of at most 32 tokens (59 = 30 + 29), pairs row blocks (an odd
+    // count pairs the last with itself), cuts strips of 64 columns into groups of 5 (one straddles
+    // the two column words), sums int16 per strip and works in chunks of 128 row pairs (4200 rows:
+    // two chunks). The extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the int16 worst case
+    // per strip.
     const auto tables = all_tables();
     std::uint64_t seed = 9100;
-    for (Index batch : {16, 17, 28, 32, 33, 59, 70}) {
+    for (Index batch : {2, 5, 16, 17, 28, 32, 33, 59, 70}) {
         for (auto [m, n, r] : {std::array<Index, 3>{33, 129, 17}, std::array<Index, 3>{130, 513, 65},
-                               std::array<Index, 3>{16, 64, 1}}) {
+                               std::array<Index, 3>{16, 64, 1}, std::array<Index, 3>{4200, 70, 130}}) {
             const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 1, ++seed);
             const PackedLayer L = pack_layer(f);
             Matrix<float> X = nqtest::random_matrix(n, batch, ++seed);

@@ -14,11 +14,9 @@
 ///  - Integer GEMV: tables hold exact int16 sums split into a low (u8) and a high (s8) byte plane;
 ///    VPERMB looks up 4 groups per register (byte k of a lane indexes entries 16k..16k+15), and
 ///    VPDPBUSD adds the 4 bytes of each lane: y = Σ lo + 256·Σ hi, exact.
-///  - Integer GEMM, blocks of 32 tokens: the tokens sit in the int16 lanes instead (detail::lane_batch):
-///    per group of 4 columns a table of 16 entries × 32 tokens, one VPADDW per row and group.
-///  - Integer GEMM, fewer tokens: each 4-column group of a tile becomes four 0/1 bytes per row
-///    (VPERMD by the nibble), shared by 12 or 8 tokens, and VPDPBUSD with each token's 4 inputs
-///    broadcast adds Σ_{s=−1} q for 16 rows; Σ s·q = Σ q − 2·Σ_{s=−1} q.
+///  - Integer GEMM: 32 rows (two row blocks) sit in the int16 lanes of one register; per token, each
+///    group of 5 columns has a table of its 32 exact int16 sums, looked up with VPERMW by the rows'
+///    5 signs (detail::pair_block): 160 sign-adds per instruction, the indices shared by all tokens.
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NANOQUANT_HAVE_AVX512_KERNELS 1
@@ -226,213 +224,6 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8(const std::uint32_t* tiles, Index row
     }
 }
 
-namespace detail {
-/// Column words per strip of the token-lane kernels: 32 groups of 4 columns, whose tables
-/// (32 × 1 KiB) stay in L1, and whose int16 partial sums cannot overflow (32 · 4 · 127 < 2^15).
-constexpr Index kLaneStripWords = 4;  // lane_block's switch covers 1..4 words
-
-/// Int8 lanes: 32 tokens as int16 (exact: a strip's partial sums fit, see kLaneStripWords), added
-/// into an int32 accumulator of 32 lanes per row after each strip: even tokens 0, 2, …, 30 in its
-/// first 16 lanes, odd tokens in the last 16 (two VPDPWSSD with word masks 1,0 / 0,1 do the
-/// widening and the add in one instruction each).
-struct LaneI16 {
-    using In = std::int16_t;
-    using Acc = std::int32_t;
-    static constexpr int kTokens = 32;
-    NANOQUANT_TARGET_AVX512 static __m512i zero() { return _mm512_setzero_si512(); }
-    NANOQUANT_TARGET_AVX512 static __m512i load(const void* p) { return _mm512_load_si512(p); }
-    NANOQUANT_TARGET_AVX512 static __m512i add(__m512i a, __m512i b) { return _mm512_add_epi16(a, b); }
-    NANOQUANT_TARGET_AVX512 static __m512i sub(__m512i a, __m512i b) { return _mm512_sub_epi16(a, b); }
-    NANOQUANT_TARGET_AVX512 static __m512i twice(__m512i a) { return _mm512_slli_epi16(a, 1); }
-    NANOQUANT_TARGET_AVX512 static void accumulate(Acc* a, __m512i s)
-    {
-        const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
-        _mm512_store_si512(a, _mm512_dpwssd_epi32(_mm512_load_si512(a), s, even));
-        _mm512_store_si512(a + 16, _mm512_dpwssd_epi32(_mm512_load_si512(a + 16), s, odd));
-    }
-};
-
-/// For the row block at tile t (word k's tile stride words further), k < W: e[16·k + i] holds the
-/// 8 nibbles of row i's word k as bytes nibble · 8 (byte g: group g), so that the entry of group g
-/// is at 8 · byte g (an address scale), one VPMULTISHIFTQB for 8 rows.
-template <int W>
-NANOQUANT_TARGET_AVX512 inline void lane_nibbles(const std::uint32_t* t, Index stride, std::uint64_t* e)
-{
-    // Byte g of a 64-bit lane = bits 4g − 3 … 4g + 4 of the zero-extended word (bit offsets mod 64;
-    // bits 32..63 are zero), so that nibble g lands on bits 3..6.
-    const __m512i ctrl = _mm512_set1_epi64(0x1915110D0905013DLL);
-    const __m512i mask = _mm512_set1_epi8(0x78);
-#pragma GCC unroll 4
-    for (int k = 0; k < W; ++k) {
-        const __m512i v = _mm512_load_si512(t + k * stride);
-        const __m512i lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
-        const __m512i hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1));
-        _mm512_store_si512(e + 16 * k, _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, lo), mask));
-        _mm512_store_si512(e + 16 * k + 8, _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, hi), mask));
-    }
-}
-
-/// The 16 rows of one row block over one strip of W column words (8·W groups of 4 columns; tb: the
-/// strip's tables, 1 KiB per group): each row adds, in every group, the table entry its nibble of
-/// signs selects, into acc (16 × L). e: lane_nibbles. Each row reads its 8 nibbles of a word with
-/// one scalar load and takes them apart in registers (a load per group would double the loads,
-/// the limit here).
-template <typename Lane, int W>
-NANOQUANT_TARGET_AVX512 inline void lane_rows(const char* tb, const std::uint64_t* e, typename Lane::Acc* acc)
-{
-    for (int i = 0; i < 16; ++i) {
-        auto s0 = Lane::zero(), s1 = s0;
-#pragma GCC unroll 4
-        for (int k = 0; k < W; ++k) {
-            std::uint64_t w = e[16 * k + i];
-            const char* T = tb + 8192 * k;
-#pragma GCC unroll 4
-            for (int g = 0; g < 8; g += 2) {
-                s0 = Lane::add(s0, Lane::load(T + 1024 * g + 8 * (w & 0xFF)));
-                s1 = Lane::add(s1, Lane::load(T + 1024 * (g + 1) + 8 * ((w >> 8) & 0xFF)));
-                w >>= 16;
-            }
-            // Keep the two chains apart: GCC otherwise reassociates them into one chain of
-            // dependent adds, which runs at one add per cycle instead of two.
-            __asm__("" : "+v"(s0), "+v"(s1));
-        }
-        Lane::accumulate(acc + i * Lane::kTokens, Lane::add(s0, s1));
-    }
-}
-
-/// Token-lane GEMM rows for one block of Lane::kTokens tokens (fewer are zero-padded): the
-/// transposed inputs Xt (32·col_words columns × kTokens lanes) give, per group of 4 columns, a table
-/// of the 16 signed sums with one lane per token (64 bytes per entry, 1 KiB per group); each row
-/// then adds one entry per group, chosen by its nibble of signs (lane_nibbles, lane_rows: one
-/// vector add with a memory operand, for all tokens at once). acc: rows × kTokens.
-template <typename Lane>
-NANOQUANT_TARGET_AVX512 inline void lane_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
-                                               Index rb_begin, Index rb_end, const typename Lane::In* Xt,
-                                               typename Lane::In* tables, typename Lane::Acc* acc)
-{
-    constexpr int L = Lane::kTokens;
-    const Index rows = 16 * (rb_end - rb_begin);
-    std::memset(acc, 0, std::size_t(rows) * L * sizeof(typename Lane::Acc));
-    for (Index c0 = 0; c0 < col_words; c0 += kLaneStripWords) {
-        const Index cw = col_words - c0 < kLaneStripWords ? col_words - c0 : kLaneStripWords;
-        const int groups = int(8 * cw);
-        // Entry e of group g = Σ_t (bit t of e ? −x : x)[4g + t]: T[e] = T[e without its lowest set
-        // bit t] − 2·x_t, a fixed order, so every row sees the same table values.
-        for (int g = 0; g < groups; ++g) {
-            const typename Lane::In* a = Xt + (32 * c0 + 4 * g) * L;
-            auto* T = tables + g * 16 * L;
-            decltype(Lane::zero()) d[4];
-            for (int t = 0; t < 4; ++t) d[t] = Lane::twice(Lane::load(a + L * t));
-            const auto t0 = Lane::add(Lane::add(Lane::load(a), Lane::load(a + L)),
-                                      Lane::add(Lane::load(a + 2 * L), Lane::load(a + 3 * L)));
-            std::memcpy(T, &t0, 64);
-            for (int e = 1; e < 16; ++e) {
-                const int t = __builtin_ctz(unsigned(e));
-                const auto v = Lane::sub(Lane::load(T + (e & (e - 1)) * L), d[t]);
-                std::memcpy(T + e * L, &v, 64);
-            }
-        }
-        const char* tb = reinterpret_cast<const char*>(tables);
-        const Index stride = 16 * row_blocks;
-        alignas(64) std::uint64_t e[16 * kLaneStripWords];
-        for (Index R = rb_begin; R < rb_end; ++R) {
-            const std::uint32_t* t = tiles + (c0 * row_blocks + R) * 16;
-            typename Lane::Acc* a = acc + (R - rb_begin) * 16 * L;
-            // The word count as a constant: fully unrolled loops without per-group tests.
-            switch (cw) {
-            case 1: lane_nibbles<1>(t, stride, e), lane_rows<Lane, 1>(tb, e, a); break;
-            case 2: lane_nibbles<2>(t, stride, e), lane_rows<Lane, 2>(tb, e, a); break;
-            case 3: lane_nibbles<3>(t, stride, e), lane_rows<Lane, 3>(tb, e, a); break;
-            default: lane_nibbles<4>(t, stride, e), lane_rows<Lane, 4>(tb, e, a); break;
-            }
-        }
-    }
-}
-
-/// One stage of a perfect-shuffle transpose of 2^k registers × 2^k lanes (k stages transpose):
-/// register 2i takes the low halves of registers i and i + N/2 interleaved, register 2i + 1 the
-/// high halves. Element (row, lane) moves to the position whose index bits are rotated left by one.
-/// N = 32: 16-bit lanes (VPERMT2W); N = 16: 32-bit lanes (VPERMT2D).
-template <int N>
-NANOQUANT_TARGET_AVX512 inline void shuffle_stage(__m512i* r, __m512i lo, __m512i hi)
-{
-    static_assert(N == 16 || N == 32, "16 dword or 32 word lanes");
-    __m512i t[N];
-#pragma GCC unroll 32
-    for (int i = 0; i < N / 2; ++i) {
-        if constexpr (N == 32) {
-            t[2 * i] = _mm512_permutex2var_epi16(r[i], lo, r[i + N / 2]);
-            t[2 * i + 1] = _mm512_permutex2var_epi16(r[i], hi, r[i + N / 2]);
-        } else {
-            t[2 * i] = _mm512_permutex2var_epi32(r[i], lo, r[i + N / 2]);
-            t[2 * i + 1] = _mm512_permutex2var_epi32(r[i], hi, r[i + N / 2]);
-        }
-    }
-#pragma GCC unroll 32
-    for (int i = 0; i < N; ++i) r[i] = t[i];
-}
-
-/// Xt[32·j + b] = int16(X[b·ldx + j]) for 32 columns j and 32 token lanes b (lanes b ≥ nb are 0):
-/// 32 words per register, transposed in 5 perfect-shuffle stages of VPERMT2W.
-NANOQUANT_TARGET_AVX512 inline void transpose_in(const std::int8_t* X, Index ldx, Index nb, std::int16_t* Xt)
-{
-    alignas(64) static constexpr std::uint16_t kLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
-                                                          8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-    const __m512i lo = _mm512_load_si512(kLo), hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-    __m512i r[32];
-#pragma GCC unroll 32
-    for (int b = 0; b < 32; ++b)
-        r[b] = b < nb ? _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(X + b * ldx)))
-                      : _mm512_setzero_si512();
-    for (int s = 0; s < 5; ++s) shuffle_stage<32>(r, lo, hi);
-#pragma GCC unroll 32
-    for (int j = 0; j < 32; ++j) _mm512_store_si512(Xt + 32 * j, r[j]);
-}
-
-/// out[b·ldo + i] = token b of row i of acc (LaneI16 order: token 2k in lane k, token 2k + 1 in lane
-/// 16 + k) for 16 rows i and the first nb tokens: two 16 × 16 dword transposes in 4 perfect-shuffle
-/// stages of VPERMT2D.
-NANOQUANT_TARGET_AVX512 inline void transpose_out(const std::int32_t* acc, Index nb, std::int32_t* out, Index ldo)
-{
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-    for (int h = 0; h < 2; ++h) {
-        __m512i r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(acc + 32 * i + 16 * h);
-        for (int s = 0; s < 4; ++s) shuffle_stage<16>(r, lo, hi);
-        for (int k = 0; k < 16 && 2 * k + h < nb; ++k) _mm512_storeu_si512(out + (2 * k + h) * ldo, r[k]);
-    }
-}
-
-/// Batched rows through lane_block: X (token b at X + b·ldx, 32·col_words entries) in blocks of
-/// Lane::kTokens tokens, transposed into thread-local buffers; out + b·ldo receives token b.
-template <typename Lane, typename XIn, typename Out>
-NANOQUANT_TARGET_AVX512 inline void lane_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
-                                               Index rb_begin, Index rb_end, const XIn* X, Index ldx, Index batch,
-                                               Out* out, Index ldo)
-{
-    constexpr int L = Lane::kTokens;
-    static_assert(L == 32 && std::is_same<typename Lane::In, std::int16_t>::value &&
-                      std::is_same<XIn, std::int8_t>::value && std::is_same<Out, std::int32_t>::value,
-                  "the transposes are written for int8 inputs in 32 int16 token lanes and int32 outputs");
-    thread_local AlignedVector<typename Lane::In> xt, tables;
-    thread_local AlignedVector<typename Lane::Acc> acc;
-    const Index cols = 32 * col_words, rows = 16 * (rb_end - rb_begin);
-    if (xt.size() < std::size_t(cols * L)) xt.resize(std::size_t(cols * L));
-    if (tables.size() < std::size_t(8 * kLaneStripWords * 16 * L)) tables.resize(std::size_t(8 * kLaneStripWords * 16 * L));
-    if (acc.size() < std::size_t(rows * L)) acc.resize(std::size_t(rows * L));
-    for (Index b0 = 0; b0 < batch; b0 += L) {
-        const Index nb = batch - b0 < L ? batch - b0 : L;
-        for (Index j0 = 0; j0 < cols; j0 += 32) transpose_in(X + b0 * ldx + j0, ldx, nb, xt.data() + j0 * L);
-        lane_block<Lane>(tiles, row_blocks, col_words, rb_begin, rb_end, xt.data(), tables.data(),
-                         acc.data());
-        for (Index i0 = 0; i0 < rows; i0 += 16)
-            transpose_out(acc.data() + i0 * L, nb, out + b0 * ldo + 16 * rb_begin + i0, ldo);
-    }
-}
-}  // namespace detail
-
 /// Batched float rows (see DotF32BatchFn): per strip, every token's 16 tables are built into a
 /// thread-local buffer (L1) and the tile indices are shared by all tokens. (Float token lanes, 16
 /// tokens per register, were tried through detail::lane_batch: 64 sign-adds per instruction, like
@@ -494,84 +285,145 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
 }
 
 namespace detail {
-/// T tokens × one row block of the batched integer path. Each 4-column group of a tile becomes 16
-/// lanes of four 0/1 bytes (VPERMD of a 16-entry dword table by the nibble), shared by all tokens;
-/// VPDPBUSD with the token's 4 inputs broadcast then adds Σ_{s=−1} q for 16 rows at once.
-template <int T>
-NANOQUANT_TARGET_AVX512 inline void i8_batch_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
-                                                   Index R, const std::int8_t* Q, Index ldq,
-                                                   const std::int32_t* qsums, std::int32_t* out, Index ldo)
+/// Groups per strip of the row-pair GEMM: a strip is two column words (64 columns), cut into 12
+/// groups of 5 columns and one of 4 (columns 60..63).
+constexpr int kPairGroups = 13;
+/// Tokens per pass of the row-pair GEMM: their tables, 13 × 64 bytes each (26 KiB for 32), stay in L1.
+constexpr Index kPairTokens = 32;
+/// Row pairs per chunk of the row-pair GEMM: its int32 sums, 128 bytes per pair and token
+/// (512 KiB for 32 tokens), stay in L2; the tables are rebuilt per chunk.
+constexpr Index kPairChunk = 128;
+
+/// The tables of `nt` tokens (token b reads Q + b·ldq) for the strip of column words c, c + 1:
+/// tab[(b·13 + g)·32 + e] = Σ_k (bit k of e ? −q : +q)[32c + 5g + k] over the group's 5 columns
+/// (4 for g = 12, whose entries e and e + 16 are then equal), exact in int16 (|·| <= 5·127).
+/// Each q is broadcast with one VPERMW and added or subtracted by entry (a masked subtract).
+NANOQUANT_TARGET_AVX512 inline void pair_tables(const std::int8_t* Q, Index ldq, Index nt, Index c,
+                                                std::int16_t* tab)
 {
-    const __m512i expand = _mm512_setr_epi32(0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000,
-                                             0x00010001, 0x00010100, 0x00010101, 0x01000000, 0x01000001,
-                                             0x01000100, 0x01000101, 0x01010000, 0x01010001, 0x01010100, 0x01010101);
-    __m512i acc[T];
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
-    for (Index c = 0; c < col_words; ++c) {
-        const __m512i v = _mm512_load_si512(tiles + (c * row_blocks + R) * 16);
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; ++g) {
-            const __m512i e = _mm512_permutexvar_epi32(g == 0 ? v : _mm512_srli_epi32(v, 4 * g), expand);
-#pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) {
-                std::int32_t q4;
-                std::memcpy(&q4, Q + t * ldq + 32 * c + 4 * g, 4);
-                acc[t] = _mm512_dpbusd_epi32(acc[t], e, _mm512_set1_epi32(q4));
+    const __mmask32 bit[5] = {0xAAAAAAAAu, 0xCCCCCCCCu, 0xF0F0F0F0u, 0xFF00FF00u, 0xFFFF0000u};
+    const __m512i one = _mm512_set1_epi16(1);
+    for (Index b = 0; b < nt; ++b) {
+        const std::int8_t* q = Q + b * ldq + 32 * c;
+        const __m512i q0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+        const __m512i q1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32)));
+        __m512i col = _mm512_setzero_si512();  // the column (mod 32) being added, in every lane
+#pragma GCC unroll 13
+        for (int g = 0; g < kPairGroups; ++g) {
+            __m512i v = _mm512_setzero_si512();
+#pragma GCC unroll 5
+            for (int k = 0; k < 5; ++k) {
+                if (g == kPairGroups - 1 && k == 4) break;
+                const __m512i x = _mm512_permutexvar_epi16(col, 5 * g + k < 32 ? q0 : q1);
+                col = _mm512_add_epi16(col, one);
+                v = _mm512_mask_sub_epi16(_mm512_add_epi16(v, x), bit[k], v, x);
+            }
+            _mm512_store_si512(tab + (b * kPairGroups + g) * 32, v);
+        }
+    }
+}
+
+/// Int16 lane 2i = the low 16 bits of a's dword i, lane 2i + 1 = those of b's.
+NANOQUANT_TARGET_AVX512 inline __m512i pair_join(__m512i a, __m512i b)
+{
+    return _mm512_mask_blend_epi16(0xAAAAAAAAu, a, _mm512_slli_epi32(b, 16));
+}
+
+/// The 13 group indices of a row pair over one strip: rows 16·RA + i in the even int16 lanes 2i,
+/// rows 16·RB + i in the odd lanes 2i + 1, group g's 5 sign bits in the low bits of each lane (VPERMW
+/// reads only bits 0..4; group 12 has bit 4 clear). a0/a1: RA's tiles of the strip's two words,
+/// b0/b1: RB's.
+NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i b0, __m512i b1, __m512i* idx)
+{
+#pragma GCC unroll 13
+    for (int g = 0; g < kPairGroups; ++g) {
+        if (g < 6)
+            idx[g] = pair_join(_mm512_srli_epi32(a0, 5 * g), _mm512_srli_epi32(b0, 5 * g));
+        else if (g == 6)  // columns 30..34 straddle the two words
+            idx[g] = pair_join(_mm512_or_si512(_mm512_srli_epi32(a0, 30), _mm512_slli_epi32(a1, 2)),
+                               _mm512_or_si512(_mm512_srli_epi32(b0, 30), _mm512_slli_epi32(b1, 2)));
+        else
+            idx[g] = pair_join(_mm512_srli_epi32(a1, 5 * g - 32), _mm512_srli_epi32(b1, 5 * g - 32));
+    }
+}
+
+/// Row-pair GEMM rows for nt <= kPairTokens tokens: 32 rows (two row blocks) sit in the int16 lanes
+/// of one register, and per token each group of 5 columns costs one VPERMW (its 32-entry table
+/// read from L1 as the memory operand, indexed by the row's 5 signs) and one VPADDW: 160 sign-adds
+/// per VPERMW, the indices shared by all tokens. The int16 sums of a strip (|·| <= 64·127) are
+/// widened into int32 per strip by two VPDPWSSD (even lanes: block RA, odd lanes: block RB). An
+/// odd last row block is paired with itself. out + b·ldo receives token b.
+NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
+                                               Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
+                                               Index nt, std::int32_t* out, Index ldo)
+{
+    thread_local AlignedVector<std::int16_t> tab;
+    thread_local AlignedVector<std::int32_t> acc;
+    const Index pairs = (rb_end - rb_begin + 1) / 2;
+    const Index chunk = pairs < kPairChunk ? pairs : kPairChunk;
+    if (tab.size() < std::size_t(nt * kPairGroups * 32)) tab.resize(std::size_t(nt * kPairGroups * 32));
+    if (acc.size() < std::size_t(chunk * nt * 32)) acc.resize(std::size_t(chunk * nt * 32));
+    const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
+    const Index ahead = prefetch_tiles(2);  // tiles ahead in each of the strip's two streams
+    for (Index p0 = 0; p0 < pairs; p0 += chunk) {
+        const Index p1 = p0 + chunk < pairs ? p0 + chunk : pairs;
+        std::memset(acc.data(), 0, std::size_t((p1 - p0) * nt * 32) * sizeof(std::int32_t));
+        for (Index c = 0; c < col_words; c += 2) {
+            pair_tables(Q, ldq, nt, c, tab.data());
+            const std::uint32_t* w0 = tiles + c * row_blocks * 16;
+            const std::uint32_t* w1 = w0 + row_blocks * 16;
+            for (Index p = p0; p < p1; ++p) {
+                const Index RA = rb_begin + 2 * p, RB = RA + 1 < rb_end ? RA + 1 : RA;
+                _mm_prefetch(reinterpret_cast<const char*>(w0 + 16 * (RA + ahead)), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(w1 + 16 * (RA + ahead)), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(w0 + 16 * (RA + ahead + 1)), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(w1 + 16 * (RA + ahead + 1)), _MM_HINT_T0);
+                __m512i idx[kPairGroups];
+                pair_indices(_mm512_load_si512(w0 + 16 * RA), _mm512_load_si512(w1 + 16 * RA),
+                             _mm512_load_si512(w0 + 16 * RB), _mm512_load_si512(w1 + 16 * RB), idx);
+                std::int32_t* a = acc.data() + (p - p0) * nt * 32;
+                const std::int16_t* T = tab.data();
+                for (Index b = 0; b < nt; ++b, T += kPairGroups * 32, a += 32) {
+                    __m512i s0 = _mm512_permutexvar_epi16(idx[0], _mm512_load_si512(T));
+                    __m512i s1 = _mm512_permutexvar_epi16(idx[1], _mm512_load_si512(T + 32));
+#pragma GCC unroll 13
+                    for (int g = 2; g < kPairGroups; ++g) {
+                        const __m512i e = _mm512_permutexvar_epi16(idx[g], _mm512_load_si512(T + 32 * g));
+                        if (g % 2 == 0) s0 = _mm512_add_epi16(s0, e);
+                        else s1 = _mm512_add_epi16(s1, e);
+                    }
+                    // Two chains of adds, kept apart (GCC would otherwise merge them into one).
+                    __asm__("" : "+v"(s0), "+v"(s1));
+                    const __m512i s = _mm512_add_epi16(s0, s1);
+                    _mm512_store_si512(a, _mm512_dpwssd_epi32(_mm512_load_si512(a), s, even));
+                    _mm512_store_si512(a + 16, _mm512_dpwssd_epi32(_mm512_load_si512(a + 16), s, odd));
+                }
+            }
+        }
+        for (Index p = p0; p < p1; ++p) {
+            const Index RA = rb_begin + 2 * p;
+            for (Index b = 0; b < nt; ++b) {
+                const std::int32_t* a = acc.data() + ((p - p0) * nt + b) * 32;
+                _mm512_storeu_si512(out + b * ldo + 16 * RA, _mm512_load_si512(a));
+                if (RA + 1 < rb_end) _mm512_storeu_si512(out + b * ldo + 16 * (RA + 1), _mm512_load_si512(a + 16));
             }
         }
     }
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t)
-        _mm512_store_si512(out + t * ldo + 16 * R,
-                           _mm512_sub_epi32(_mm512_set1_epi32(qsums[t]), _mm512_slli_epi32(acc[t], 1)));
 }
 }  // namespace detail
 
-/// Batched integer rows (see DotI8BatchFn), exact. Whole blocks of 32 tokens go through the
-/// token-lane kernel (detail::lane_batch with int16 lanes), and so does a remainder of 24 or more
-/// (zero-padded to 32); a smaller remainder goes through detail::i8_batch_block in blocks of 12,
-/// 8, 4, 2, 1 tokens per row block, which runs near the lane kernel's rate for blocks of 8 and 12
-/// (docs/kernels.md) and wastes no padded lanes.
+/// Batched integer rows (see DotI8BatchFn), exact: the row-pair GEMM (detail::pair_block) in
+/// passes of at most kPairTokens tokens, of equal size (40 tokens: 20 + 20).
 NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                  Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                  Index batch, std::int32_t* out, Index ldo)
 {
-    constexpr Index kLaneMin = 24;
-    const Index rem = batch % detail::LaneI16::kTokens;
-    const Index lanes = rem >= kLaneMin ? batch : batch - rem;
-    if (lanes > 0)
-        detail::lane_batch<detail::LaneI16>(tiles, row_blocks, col_words, rb_begin, rb_end, Q, ldq, lanes, out, ldo);
-    if (lanes == batch) return;
-    Q += lanes * ldq;
-    out += lanes * ldo;
-    batch -= lanes;
-    thread_local AlignedVector<std::int32_t> qsums;
-    if (qsums.size() < std::size_t(batch)) qsums.resize(std::size_t(batch));
-    for (Index b = 0; b < batch; ++b) {
-        std::int32_t s = 0;
-        for (Index j = 0; j < 32 * col_words; ++j) s += Q[b * ldq + j];
-        qsums[std::size_t(b)] = s;
-    }
-    for (Index R = rb_begin; R < rb_end; ++R) {
-        for (Index t = 0; t < col_words; ++t)
-            _mm_prefetch(reinterpret_cast<const char*>(tiles + (t * row_blocks + R + 2) * 16), _MM_HINT_T0);
-        // Token blocks of 12 and 8 (accumulators + expanded signs stay in registers; both run at about
-        // the same rate per token, blocks of 4 at 60 % of it), then 4, 2, 1: a multiple of 4 from 8 on
-        // is all 12s and 8s (16 = 8 + 8, not 12 + 4).
-        const Index batch4 = batch - batch % 4;
-        Index b = 0;
-#define NQ_BLOCK(TB, COND)                                                                                 \
-    for (; b + TB <= batch && (COND); b += TB)                                                             \
-        detail::i8_batch_block<TB>(tiles, row_blocks, col_words, R, Q + b * ldq, ldq, qsums.data() + b, \
-                                   out + b * ldo, ldo);
-        NQ_BLOCK(12, batch4 - b != 16)
-        NQ_BLOCK(8, true)
-        NQ_BLOCK(4, true)
-        NQ_BLOCK(2, true)
-        NQ_BLOCK(1, true)
-#undef NQ_BLOCK
-    }
+    if (rb_end <= rb_begin || batch <= 0) return;
+    const Index passes = (batch + detail::kPairTokens - 1) / detail::kPairTokens;
+    const Index per = (batch + passes - 1) / passes;
+    for (Index b = 0; b < batch; b += per)
+        detail::pair_block(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq,
+                           batch - b < per ? batch - b : per, out + b * ldo, ldo);
 }
 
 /// Int8 quantization (see QuantizeI8Fn): 16 lanes, the tail masked; per entry the scalar reference's
