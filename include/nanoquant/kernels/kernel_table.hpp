@@ -13,6 +13,7 @@
 ///  - the vector operand holds 32·col_words entries, zero past the logical length;
 ///  - `out[i]` receives \f$\sum_j s_{ij} x_j\f$.
 
+#include <cstddef>
 #include <cstdint>
 
 #include "nanoquant/core/types.hpp"
@@ -59,6 +60,25 @@ inline void prefetch_first_runs(const std::uint32_t* tiles, Index row_blocks, In
         for (Index R = rb_begin; R < rb_begin + len0; ++R) __builtin_prefetch(tiles + (k * row_blocks + R) * 16, 0, 3);
 #else
     (void)tiles, (void)row_blocks, (void)col_words, (void)rb_begin, (void)rb_end, (void)chunk;
+#endif
+}
+
+/// Loads one word in every 4 KiB page that [begin, end) overlaps, so that the pages' translations
+/// are in the TLB before a kernel prefetches lines in them. On the Zen 5 VM (4 KiB pages) software
+/// prefetches into pages not touched yet did not help, as if dropped at the TLB miss: prefetching
+/// 64 tiles ahead in each stream (a page ahead) or none at all measured the same with cold weights.
+/// With the next strip's pages touched first they did (AVX-512 int8 GEMM, 4096 × 2016 at batch 32,
+/// cold: 515 → 395 µs, hot: 357 µs).
+inline void touch_pages(const std::uint32_t* begin, const std::uint32_t* end)
+{
+    std::uint32_t x = 0;
+    const std::ptrdiff_t n = end - begin;
+    for (std::ptrdiff_t i = 0; i < n; i += 1024) x ^= static_cast<const volatile std::uint32_t*>(begin)[i];
+    if (n > 0) x ^= static_cast<const volatile std::uint32_t*>(begin)[n - 1];
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__ volatile("" : : "r"(x));
+#else
+    (void)x;
 #endif
 }
 

@@ -381,10 +381,22 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
     for (Index p0 = 0; p0 < pairs; p0 += chunk) {
         const Index p1 = p0 + chunk < pairs ? p0 + chunk : pairs;
         std::memset(acc.data(), 0, std::size_t((p1 - p0) * nt * 32) * sizeof(std::int32_t));
+        const Index r0 = rb_begin + 2 * p0, r1 = rb_begin + 2 * p1 < rb_end ? rb_begin + 2 * p1 : rb_end;
+        const Index stride = row_blocks * 16;  // words between a row block's tiles of consecutive column words
+        if (p0 == 0)
+            for (Index k = 0; k < 2 && k < col_words; ++k)
+                touch_pages(tiles + k * stride + 16 * r0, tiles + k * stride + 16 * r1);
         for (Index c = 0; c < col_words; c += 2) {
+            // The next strip's pages (the next chunk's first strip after the last), touched now so that
+            // the prefetches below reach them (touch_pages): cold 4096×2016 at batch 32, 515 → 395 µs.
+            const Index cn = c + 2 < col_words ? c + 2 : 0;
+            const Index n0 = cn > 0 ? r0 : r1;
+            const Index n1 = cn > 0 ? r1 : (rb_end - r1 < 2 * kPairChunk ? rb_end : r1 + 2 * kPairChunk);
+            for (Index k = cn; k < cn + 2 && k < col_words; ++k)
+                touch_pages(tiles + k * stride + 16 * n0, tiles + k * stride + 16 * n1);
             pair_tables(Q, ldq, nt, c, tab.data());
-            const std::uint32_t* w0 = tiles + c * row_blocks * 16;
-            const std::uint32_t* w1 = w0 + row_blocks * 16;
+            const std::uint32_t* w0 = tiles + c * stride;
+            const std::uint32_t* w1 = w0 + stride;
             for (Index p = p0; p < p1; ++p) {
                 const Index RA = rb_begin + 2 * p, RB = RA + 1 < rb_end ? RA + 1 : RA;
                 _mm_prefetch(reinterpret_cast<const char*>(w0 + 16 * (RA + ahead)), _MM_HINT_T0);
