@@ -157,9 +157,9 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
 {
     // The AVX-512 variant runs passes of at most 32 tokens (59 = 30 + 29), pairs row blocks (an odd
     // count pairs the last with itself), cuts strips of 64 columns into groups of 5 (one straddles
-    // the two column words), sums int16 per strip and works in chunks of 128 row pairs (4200 rows:
-    // two chunks). The extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n, the int16 worst case
-    // per strip.
+    // the two column words), keeps int16 sums over 4 strips (256 columns) and works in chunks of 128
+    // row pairs (4200 rows: two chunks). The extreme column below drives row 0 of Vᵀ to |Σ q| = 127·n,
+    // the int16 worst case (32512 over 4 strips of n = 513; 5 strips would overflow, and fail here).
     const auto tables = all_tables();
     std::uint64_t seed = 9100;
     for (Index batch : {2, 5, 16, 17, 28, 32, 33, 59, 70}) {

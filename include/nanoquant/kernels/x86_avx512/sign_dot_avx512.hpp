@@ -290,9 +290,11 @@ namespace detail {
 constexpr int kPairGroups = 13;
 /// Tokens per pass of the row-pair GEMM: their tables, 13 × 64 bytes each (26 KiB for 32), stay in L1.
 constexpr Index kPairTokens = 32;
-/// Row pairs per chunk of the row-pair GEMM: its int32 sums, 128 bytes per pair and token
-/// (512 KiB for 32 tokens), stay in L2; the tables are rebuilt per chunk.
+/// Row pairs per chunk of the row-pair GEMM: its sums, 64 + 128 bytes per pair and token (768 KiB
+/// for 32 tokens), stay in L2; the tables are rebuilt per chunk.
 constexpr Index kPairChunk = 128;
+/// Strips whose sums the row-pair GEMM keeps in int16 before widening them: |Σ| <= 4·64·127 = 32512.
+constexpr Index kPairStripsI16 = 4;
 
 /// kPairBroadcast.v[c]: VPERMW indices that broadcast word c.
 struct PairBroadcast {
@@ -360,23 +362,54 @@ NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i
     }
 }
 
+/// One row pair over one strip for nt tokens (tables T, 13·32 int16 per token): per token the 13
+/// VPERMW lookups summed in int16, added to the token's int16 partial sums h (unless First) and
+/// either stored there or, when Widen, added into its int32 sums a (two VPDPWSSD: even lanes, block
+/// RA, into a[0..15]; odd lanes, block RB, into a[16..31]).
+template <bool First, bool Widen>
+NANOQUANT_TARGET_AVX512 inline void pair_tokens(const __m512i* idx, const std::int16_t* T, Index nt, std::int16_t* h,
+                                                std::int32_t* a)
+{
+    const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
+    for (Index b = 0; b < nt; ++b, T += kPairGroups * 32, h += 32, a += 32) {
+        __m512i s0 = _mm512_permutexvar_epi16(idx[0], _mm512_load_si512(T));
+        __m512i s1 = _mm512_permutexvar_epi16(idx[1], _mm512_load_si512(T + 32));
+#pragma GCC unroll 13
+        for (int g = 2; g < kPairGroups; ++g) {
+            const __m512i e = _mm512_permutexvar_epi16(idx[g], _mm512_load_si512(T + 32 * g));
+            if (g % 2 == 0) s0 = _mm512_add_epi16(s0, e);
+            else s1 = _mm512_add_epi16(s1, e);
+        }
+        // Two chains of adds, kept apart (GCC would otherwise merge them into one).
+        __asm__("" : "+v"(s0), "+v"(s1));
+        __m512i s = _mm512_add_epi16(s0, s1);
+        if (!First) s = _mm512_add_epi16(s, _mm512_load_si512(h));
+        if (Widen) {
+            _mm512_store_si512(a, _mm512_dpwssd_epi32(_mm512_load_si512(a), s, even));
+            _mm512_store_si512(a + 16, _mm512_dpwssd_epi32(_mm512_load_si512(a + 16), s, odd));
+        } else {
+            _mm512_store_si512(h, s);
+        }
+    }
+}
+
 /// Row-pair GEMM rows for nt <= kPairTokens tokens: 32 rows (two row blocks) sit in the int16 lanes
 /// of one register, and per token each group of 5 columns costs one VPERMW (its 32-entry table
 /// read from L1 as the memory operand, indexed by the row's 5 signs) and one VPADDW: 160 sign-adds
-/// per VPERMW, the indices shared by all tokens. The int16 sums of a strip (|·| <= 64·127) are
-/// widened into int32 per strip by two VPDPWSSD (even lanes: block RA, odd lanes: block RB). An
-/// odd last row block is paired with itself. out + b·ldo receives token b.
+/// per VPERMW, the indices shared by all tokens. Sums stay in int16 over kPairStripsI16 strips, then
+/// are widened into int32 (pair_tokens). An odd last row block is paired with itself. out + b·ldo
+/// receives token b.
 NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                Index nt, std::int32_t* out, Index ldo)
 {
-    thread_local AlignedVector<std::int16_t> tab;
+    thread_local AlignedVector<std::int16_t> tab, part;
     thread_local AlignedVector<std::int32_t> acc;
     const Index pairs = (rb_end - rb_begin + 1) / 2;
     const Index chunk = pairs < kPairChunk ? pairs : kPairChunk;
     if (tab.size() < std::size_t(nt * kPairGroups * 32)) tab.resize(std::size_t(nt * kPairGroups * 32));
     if (acc.size() < std::size_t(chunk * nt * 32)) acc.resize(std::size_t(chunk * nt * 32));
-    const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
+    if (part.size() < std::size_t(chunk * nt * 32)) part.resize(std::size_t(chunk * nt * 32));
     const Index ahead = prefetch_tiles(2);  // tiles ahead in each of the strip's two streams
     for (Index p0 = 0; p0 < pairs; p0 += chunk) {
         const Index p1 = p0 + chunk < pairs ? p0 + chunk : pairs;
@@ -395,6 +428,9 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
             for (Index k = cn; k < cn + 2 && k < col_words; ++k)
                 touch_pages(tiles + k * stride + 16 * n0, tiles + k * stride + 16 * n1);
             pair_tables(Q, ldq, nt, c, tab.data());
+            const Index strip = c / 2;
+            const bool first = strip % kPairStripsI16 == 0;
+            const bool widen = strip % kPairStripsI16 == kPairStripsI16 - 1 || c + 2 >= col_words;
             const std::uint32_t* w0 = tiles + c * stride;
             const std::uint32_t* w1 = w0 + stride;
             for (Index p = p0; p < p1; ++p) {
@@ -407,21 +443,13 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
                 pair_indices(_mm512_load_si512(w0 + 16 * RA), _mm512_load_si512(w1 + 16 * RA),
                              _mm512_load_si512(w0 + 16 * RB), _mm512_load_si512(w1 + 16 * RB), idx);
                 std::int32_t* a = acc.data() + (p - p0) * nt * 32;
-                const std::int16_t* T = tab.data();
-                for (Index b = 0; b < nt; ++b, T += kPairGroups * 32, a += 32) {
-                    __m512i s0 = _mm512_permutexvar_epi16(idx[0], _mm512_load_si512(T));
-                    __m512i s1 = _mm512_permutexvar_epi16(idx[1], _mm512_load_si512(T + 32));
-#pragma GCC unroll 13
-                    for (int g = 2; g < kPairGroups; ++g) {
-                        const __m512i e = _mm512_permutexvar_epi16(idx[g], _mm512_load_si512(T + 32 * g));
-                        if (g % 2 == 0) s0 = _mm512_add_epi16(s0, e);
-                        else s1 = _mm512_add_epi16(s1, e);
-                    }
-                    // Two chains of adds, kept apart (GCC would otherwise merge them into one).
-                    __asm__("" : "+v"(s0), "+v"(s1));
-                    const __m512i s = _mm512_add_epi16(s0, s1);
-                    _mm512_store_si512(a, _mm512_dpwssd_epi32(_mm512_load_si512(a), s, even));
-                    _mm512_store_si512(a + 16, _mm512_dpwssd_epi32(_mm512_load_si512(a + 16), s, odd));
+                std::int16_t* h = part.data() + (p - p0) * nt * 32;
+                if (first) {
+                    if (widen) pair_tokens<true, true>(idx, tab.data(), nt, h, a);
+                    else pair_tokens<true, false>(idx, tab.data(), nt, h, a);
+                } else {
+                    if (widen) pair_tokens<false, true>(idx, tab.data(), nt, h, a);
+                    else pair_tokens<false, false>(idx, tab.data(), nt, h, a);
                 }
             }
         }
