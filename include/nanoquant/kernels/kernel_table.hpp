@@ -67,8 +67,8 @@ inline void prefetch_first_runs(const std::uint32_t* tiles, Index row_blocks, In
 /// are in the TLB before a kernel prefetches lines in them. On the Zen 5 VM (4 KiB pages) software
 /// prefetches into pages not touched yet did not help, as if dropped at the TLB miss: prefetching
 /// 64 tiles ahead in each stream (a page ahead) or none at all measured the same with cold weights.
-/// With the next strip's pages touched first they did (AVX-512 int8 GEMM, 4096 × 2016 at batch 32,
-/// cold: 515 → 395 µs, hot: 357 µs).
+/// With the next strip's pages touched first they did (AVX-512 int8 GEMM, a 4096 × 2016 stage at
+/// batch 32: cold 486–526 µs without, 385–397 µs with; hot 379–395 µs; docs/kernels.md).
 inline void touch_pages(const std::uint32_t* begin, const std::uint32_t* end)
 {
     std::uint32_t x = 0;

@@ -421,7 +421,8 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
                 touch_pages(tiles + k * stride + 16 * r0, tiles + k * stride + 16 * r1);
         for (Index c = 0; c < col_words; c += 2) {
             // The next strip's pages (the next chunk's first strip after the last), touched now so that
-            // the prefetches below reach them (touch_pages): cold 4096×2016 at batch 32, 515 → 395 µs.
+            // the prefetches below reach them (touch_pages): cold 4096×2016 at batch 32, 486–526 →
+            // 385–397 µs.
             const Index cn = c + 2 < col_words ? c + 2 : 0;
             const Index n0 = cn > 0 ? r0 : r1;
             const Index n1 = cn > 0 ? r1 : (rb_end - r1 < 2 * kPairChunk ? rb_end : r1 + 2 * kPairChunk);
