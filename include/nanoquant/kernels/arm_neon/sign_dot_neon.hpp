@@ -4,12 +4,11 @@
 /// \file sign_dot_neon.hpp
 /// AArch64 NEON kernels over the tiled layout (NEON is baseline on AArch64: no flag needed).
 ///
-/// Float path: four rows of a tile sit in the lanes of one register. For column b, VTST against 1<<b
-/// gives an all-ones lane where the sign is −1, and a bit-select picks −x or +x, accumulated in
-/// column order: the scalar reference's result, operation for operation. Batched calls apply each
-/// column's mask to up to 4 tokens.
+/// Float path: lookup tables (dot_f32). Per group of 4 columns the 16 signed sums of its inputs are
+/// 64 bytes, four registers; four rows of a tile sit in the lanes of one register, and TBL with the
+/// four table registers picks each row's entry by the bytes 4·nibble + 0..3 (one MLA makes them).
 /// Integer path: lookup tables of exact int16 sums in byte planes, TBL (dot_i8), as in the x86
-/// variants; batched calls run it per token.
+/// variants. Batched calls run the GEMV per token (the tiles then come from cache).
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define NANOQUANT_HAVE_NEON_KERNELS 1
@@ -27,23 +26,35 @@ namespace kernels {
 namespace neon {
 
 namespace detail {
-/// Up to 4 tokens × 4 rows (quarter h of row block R), float path.
-inline void f32_rows(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index R, int h, const float* X,
-                     Index ldx, int T, float* out, Index ldo)
+/// Float tables of one column word (32 inputs, groups g = 0..7): entry e of group g at 16g + e =
+/// Σ_t (bit t of e ? −x : x)[4g + t] (one multiply and three FMAs by ±1, so the sums of x in t order),
+/// 512 bytes per word.
+inline void build_f32_tables(const float* x, Index col_words, float* tables)
 {
-    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
-    for (Index c = 0; c < col_words; ++c) {
-        const uint32x4_t v = vld1q_u32(tiles + (c * row_blocks + R) * 16 + 4 * h);
-        for (int b = 0; b < 32; ++b) {
-            const uint32x4_t m = vtstq_u32(v, vdupq_n_u32(1u << b));
-            for (int t = 0; t < T; ++t) {
-                const float32x4_t xv = vdupq_n_f32(X[t * ldx + 32 * c + b]);
-                acc[t] = vaddq_f32(acc[t], vbslq_f32(m, vnegq_f32(xv), xv));
+    float32x4_t sgn[4][4];  // [t][q]: lanes e = 4q .. 4q + 3
+    for (int t = 0; t < 4; ++t)
+        for (int q = 0; q < 4; ++q) {
+            float v[4];
+            for (int l = 0; l < 4; ++l) v[l] = ((4 * q + l) >> t) & 1 ? -1.0f : 1.0f;
+            sgn[t][q] = vld1q_f32(v);
+        }
+    for (Index c = 0; c < col_words; ++c)
+        for (int g = 0; g < 8; ++g) {
+            const float* xg = x + 32 * c + 4 * g;
+            float* T = tables + 512 * c + 16 * g;
+            for (int q = 0; q < 4; ++q) {
+                float32x4_t s = vmulq_n_f32(sgn[0][q], xg[0]);
+                s = vfmaq_n_f32(s, sgn[1][q], xg[1]);
+                s = vfmaq_n_f32(s, sgn[2][q], xg[2]);
+                s = vfmaq_n_f32(s, sgn[3][q], xg[3]);
+                vst1q_f32(T + 4 * q, s);
             }
         }
-    }
-    for (int t = 0; t < T; ++t) vst1q_f32(out + t * ldo + 16 * R + 4 * h, acc[t]);
 }
+
+/// Row blocks per chunk of the float GEMV: its sums, 64 bytes per row block (8 KiB), and the chunk's
+/// tiles of one column word (8 KiB, read once per half word) stay in L1.
+constexpr Index kF32ChunkBlocks = 128;
 
 /// Integer tables of one column word (32 inputs, groups g = 0..7): per group the 16 exact int16 sums
 /// Σ_t (bit t of e ? −q : q)[4g + t] as a low-byte plane and a high-byte plane of 16 bytes each, at
@@ -78,12 +89,49 @@ constexpr Index kI8ChunkBlocks = 128;
 constexpr Index kI8FoldWords = 8;
 }  // namespace detail
 
-/// Float rows (see DotF32Fn).
+/// Float rows (see DotF32Fn): lookup tables (build_f32_tables). Order: chunks of rows, one column
+/// word at a time, in two halves of 4 groups (their 16 table registers held); each row's sum adds its
+/// groups in column order, so the result does not depend on the thread count.
 inline void dot_f32(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin, Index rb_end,
                     const float* x, float* out)
 {
-    for (Index R = rb_begin; R < rb_end; ++R)
-        for (int h = 0; h < 4; ++h) detail::f32_rows(tiles, row_blocks, col_words, R, h, x, 0, 1, out, 0);
+    if (rb_end <= rb_begin) return;
+    prefetch_first_runs(tiles, row_blocks, col_words, rb_begin, rb_end, detail::kF32ChunkBlocks);
+    thread_local AlignedVector<float> buf;
+    if (buf.size() < std::size_t(512 * col_words)) buf.resize(std::size_t(512 * col_words));
+    detail::build_f32_tables(x, col_words, buf.data());
+    for (Index i = 16 * rb_begin; i < 16 * rb_end; ++i) out[i] = 0.0f;
+    const uint32x4_t nib = vdupq_n_u32(0x0F), bytes = vdupq_n_u32(0x03020100);
+    int32x4_t shift[8];
+    for (int g = 0; g < 8; ++g) shift[g] = vdupq_n_s32(-4 * g);
+    for (Index c0 = rb_begin; c0 < rb_end; c0 += detail::kF32ChunkBlocks) {
+        const Index c1 = std::min(rb_end, c0 + detail::kF32ChunkBlocks), len = c1 - c0;
+        const Index D = prefetch_runs(len);
+        for (Index c = 0; c < col_words; ++c) {
+            const std::uint32_t* t = tiles + c * row_blocks * 16;
+            const std::uint32_t* pf = stream_prefetch_base(tiles, row_blocks, col_words, c, D, c1, len, rb_end);
+            for (int h = 0; h < 2; ++h) {
+                uint8x16x4_t tb[4];
+                for (int k = 0; k < 4; ++k)
+                    tb[k] = vld1q_u8_x4(reinterpret_cast<const std::uint8_t*>(buf.data() + 512 * c + 16 * (4 * h + k)));
+                for (Index R = c0; R < c1; ++R) {
+                    if (h == 0) __builtin_prefetch(pf + 16 * R);
+                    for (int qr = 0; qr < 4; ++qr) {
+                        const uint32x4_t v = vld1q_u32(t + 16 * R + 4 * qr);
+                        float* o = out + 16 * R + 4 * qr;
+                        float32x4_t acc = vld1q_f32(o);
+                        for (int k = 0; k < 4; ++k) {
+                            // Bytes 4·n .. 4·n + 3 of the group's 64-byte table: the float of entry n.
+                            const uint32x4_t n = vandq_u32(vshlq_u32(v, shift[4 * h + k]), nib);
+                            const uint8x16_t idx = vreinterpretq_u8_u32(vmlaq_n_u32(bytes, n, 0x04040404u));
+                            acc = vaddq_f32(acc, vreinterpretq_f32_u8(vqtbl4q_u8(tb[k], idx)));
+                        }
+                        vst1q_f32(o, acc);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Integer rows (see DotI8Fn), exact: lookup tables as in the x86 variants. VLD4 splits a tile into
@@ -145,16 +193,12 @@ inline void dot_i8(const std::uint32_t* tiles, Index row_blocks, Index col_words
     }
 }
 
-/// Batched float rows (see DotF32BatchFn).
+/// Batched float rows (see DotF32BatchFn): one dot_f32 per token (the tiles then come from cache).
 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words, Index rb_begin,
                           Index rb_end, const float* X, Index ldx, Index batch, float* out, Index ldo)
 {
-    for (Index b = 0; b < batch; b += 4) {
-        const int T = int(batch - b < 4 ? batch - b : 4);
-        for (Index R = rb_begin; R < rb_end; ++R)
-            for (int h = 0; h < 4; ++h)
-                detail::f32_rows(tiles, row_blocks, col_words, R, h, X + b * ldx, ldx, T, out + b * ldo, ldo);
-    }
+    for (Index b = 0; b < batch; ++b)
+        dot_f32(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, out + b * ldo);
 }
 
 /// Batched integer rows (see DotI8BatchFn): one dot_i8 per token (the tiles then come from cache).
