@@ -22,10 +22,10 @@
 #define NANOQUANT_HAVE_AVX512_KERNELS 1
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "nanoquant/kernels/kernel_table.hpp"
 #include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
