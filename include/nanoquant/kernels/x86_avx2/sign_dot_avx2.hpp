@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "nanoquant/kernels/kernel_table.hpp"
 #include "nanoquant/kernels/packed_layer.hpp"
@@ -288,18 +289,29 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8(const std::uint32_t* tiles, Index row_b
     detail::i8_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, q, 0, out, 0);
 }
 
+namespace detail {
+/// Calls run(std::integral_constant<int, TB>, b) for blocks of TB = 4 tokens starting at b, then of
+/// 2, then 1: the token blocks of the batched kernels (f32_tokens, i8_tokens).
+template <typename Run>
+inline void token_blocks(Index batch, Run&& run)
+{
+    Index b = 0;
+    for (; b + 4 <= batch; b += 4) run(std::integral_constant<int, 4>{}, b);
+    for (; b + 2 <= batch; b += 2) run(std::integral_constant<int, 2>{}, b);
+    if (b < batch) run(std::integral_constant<int, 1>{}, b);
+}
+}  // namespace detail
+
 /// Batched float rows (see DotF32BatchFn): blocks of 4 tokens share each tile's index work
 /// (detail::f32_tokens), the remainder goes by 2 and 1.
 NANOQUANT_TARGET_AVX2 inline void dot_f32_batch(const std::uint32_t* tiles, Index row_blocks, Index col_words,
                                                 Index rb_begin, Index rb_end, const float* X, Index ldx, Index batch,
                                                 float* out, Index ldo)
 {
-    Index b = 0;
-    for (; b + 4 <= batch; b += 4)
-        detail::f32_tokens<4>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
-    for (; b + 2 <= batch; b += 2)
-        detail::f32_tokens<2>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
-    if (b < batch) detail::f32_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx, out + b * ldo, ldo);
+    detail::token_blocks(batch, [&](auto tb, Index b) {
+        detail::f32_tokens<decltype(tb)::value>(tiles, row_blocks, col_words, rb_begin, rb_end, X + b * ldx, ldx,
+                                                out + b * ldo, ldo);
+    });
 }
 
 /// Batched integer rows (see DotI8BatchFn): blocks of 4 tokens share each tile's index work
@@ -308,12 +320,10 @@ NANOQUANT_TARGET_AVX2 inline void dot_i8_batch(const std::uint32_t* tiles, Index
                                                Index rb_begin, Index rb_end, const std::int8_t* Q, Index ldq,
                                                Index batch, std::int32_t* out, Index ldo)
 {
-    Index b = 0;
-    for (; b + 4 <= batch; b += 4)
-        detail::i8_tokens<4>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
-    for (; b + 2 <= batch; b += 2)
-        detail::i8_tokens<2>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
-    if (b < batch) detail::i8_tokens<1>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq, out + b * ldo, ldo);
+    detail::token_blocks(batch, [&](auto tb, Index b) {
+        detail::i8_tokens<decltype(tb)::value>(tiles, row_blocks, col_words, rb_begin, rb_end, Q + b * ldq, ldq,
+                                               out + b * ldo, ldo);
+    });
 }
 
 /// Int8 quantization (see QuantizeI8Fn): 8 lanes, the tail through the scalar reference's per-entry
