@@ -279,8 +279,8 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
             }
         }
     }
-    for (Index R = rb_begin; R < rb_end; ++R)
-        for (Index b = 0; b < batch; ++b)
+    for (Index b = 0; b < batch; ++b)
+        for (Index R = rb_begin; R < rb_end; ++R)
             _mm512_store_ps(out + b * ldo + 16 * R, _mm512_load_ps(acc + ((R - rb_begin) * batch + b) * 16));
 }
 
@@ -453,9 +453,9 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
                 }
             }
         }
-        for (Index p = p0; p < p1; ++p) {
-            const Index RA = rb_begin + 2 * p;
-            for (Index b = 0; b < nt; ++b) {
+        for (Index b = 0; b < nt; ++b) {
+            for (Index p = p0; p < p1; ++p) {
+                const Index RA = rb_begin + 2 * p;
                 const std::int32_t* a = acc.data() + ((p - p0) * nt + b) * 32;
                 _mm512_storeu_si512(out + b * ldo + 16 * RA, _mm512_load_si512(a));
                 if (RA + 1 < rb_end) _mm512_storeu_si512(out + b * ldo + 16 * (RA + 1), _mm512_load_si512(a + 16));
