@@ -153,6 +153,35 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
     }
 }
 
+TEST_CASE("int8 GEMV split over column words by thread is bit-exact for any thread count", "[kernels][int8][threads]")
+{
+    // With several threads the int8 GEMV gives each thread a contiguous range of column-word pairs of
+    // each stage and adds the int32 partial sums. Shapes: more threads than pairs (n = 65 has 2 pairs,
+    // r = 40 one: some ranges empty, thread 0's among them with 3 threads and more), ranges of
+    // unequal length, several row chunks of the AVX-512 kernel (2100 rows).
+    const auto tables = all_tables();
+    std::uint64_t seed = 8300;
+    for (auto [m, n, r] : {std::array<Index, 3>{300, 65, 40}, std::array<Index, 3>{70, 1000, 300},
+                           std::array<Index, 3>{2100, 1345, 129}}) {
+        const auto f = nqtest::random_factorization(m, n, r, true, ++seed);
+        const PackedLayer L = pack_layer(f);
+        const Vector<float> x = nqtest::random_matrix(n, 1, ++seed).col(0);
+        GemvOptions opt;
+        opt.precision = Precision::Int8;
+        opt.kernels = &kernel_table(KernelTarget::Scalar);
+        const Vector<float> ref = gemv(L, x, opt);
+        for (const KernelTable* K : tables) {
+            for (int threads : {2, 3, 4, 5, 8}) {
+                opt.kernels = K;
+                opt.num_threads = threads;
+                INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " threads " << threads);
+                const Vector<float> y = gemv(L, x, opt);
+                REQUIRE(std::memcmp(y.data(), ref.data(), sizeof(float) * std::size_t(m)) == 0);
+            }
+        }
+    }
+}
+
 TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
 {
     // The AVX-512 variant runs passes of at most 32 tokens (59 = 30 + 29), pairs row blocks (an odd
