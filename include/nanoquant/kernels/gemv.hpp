@@ -82,7 +82,7 @@ inline void scale_into(float* dst, const float* scale, float step, const std::in
 
 /// Per-thread scratch reused across calls (grown, never shrunk).
 struct GemvScratch {
-    AlignedVector<float> xs, t, o1, o2, fscale;
+    AlignedVector<float> xs, t, o1, o2, fscale, fpart1, fpart2;
     AlignedVector<std::int8_t> q1, q2;
     AlignedVector<std::int32_t> d1, d2, qsum, part1, part2;
 };
@@ -105,39 +105,47 @@ inline void block_range(Index blocks, int tid, int nth, Index& begin, Index& end
     end = blocks * (tid + 1) / nth;
 }
 
-/// Column words [c0, c1) of thread `tid` of `nth`: contiguous, balanced, boundaries even (as
-/// col_words is), possibly empty.
-inline void col_word_range(Index col_words, int tid, int nth, Index& c0, Index& c1)
+/// Column words [c0, c1) of part p of `parts`: contiguous, balanced, boundaries even (as col_words
+/// is, and as the kernels' strips of two words need), possibly empty.
+inline void col_word_range(Index col_words, Index p, Index parts, Index& c0, Index& c1)
 {
     const Index pairs = col_words / 2;
-    c0 = 2 * (pairs * tid / nth);
-    c1 = 2 * (pairs * (tid + 1) / nth);
+    c0 = 2 * (pairs * p / parts);
+    c1 = 2 * (pairs * (p + 1) / parts);
 }
 
-/// Thread `tid`'s share of an int8 GEMV stage split by columns: the int32 sums of every row over the
-/// thread's column words (col_word_range), into `out` for thread 0 and into part + (tid − 1)·ld for
-/// the others (ld >= T.rows_padded()). The tiles of a column-word range are one contiguous block.
-inline void partial_dot_i8(const KernelTable& K, const TiledSigns& T, const std::int8_t* q, std::int32_t* out,
-                           std::int32_t* part, Index ld, int tid, int nth)
+/// A stage split by column words (the GEMVs, see gemm()): `parts` contiguous ranges of column words
+/// (col_word_range), each cut into `pieces` ranges of row blocks; the parts × pieces items, part
+/// by part, are dealt out in contiguous runs, thread `tid` of `nth` computing items [i0, i1). Item
+/// (p, j) writes the sums over part p of the rows of piece j into `out` (p = 0) or part + (p − 1)·ld,
+/// by `dot(c0, c1, a, e, dst)` (column words [c0, c1), row blocks [a, e)). The signs of a part are
+/// one contiguous block of memory (docs/packed_format.md), so a thread that owns whole parts reads
+/// one block instead of short runs of every column word.
+template <typename T, typename Dot>
+inline void split_stage(const TiledSigns& S, Index parts, Index pieces, int tid, int nth, T* out, T* part, Index ld,
+                        const Dot& dot)
 {
-    Index c0, c1;
-    col_word_range(T.col_words, tid, nth, c0, c1);
-    std::int32_t* dst = tid == 0 ? out : part + (tid - 1) * ld;
-    if (c1 > c0)
-        K.dot_i8(T.words.data() + c0 * T.row_blocks * kTileRows, T.row_blocks, c1 - c0, 0, T.row_blocks, q + 32 * c0,
-                 dst);
-    else
-        std::fill(dst, dst + T.rows_padded(), 0);
+    const Index items = parts * pieces;
+    for (Index i = items * tid / nth; i < items * (tid + 1) / nth; ++i) {
+        const Index p = i / pieces, j = i % pieces;
+        Index c0, c1;
+        col_word_range(S.col_words, p, parts, c0, c1);
+        const Index a = S.row_blocks * j / pieces, e = S.row_blocks * (j + 1) / pieces;
+        T* dst = p == 0 ? out : part + (p - 1) * ld;
+        if (c1 > c0) dot(c0, c1, a, e, dst);
+        else std::fill(dst + kTileRows * a, dst + kTileRows * e, T(0));
+    }
 }
 
-/// out[k] += Σ_{t=1}^{nth−1} part[(t − 1)·ld + k] for k in [k0, k1): the partial sums of the other
-/// threads (exact int32, so the split does not change the result).
-inline void add_partials(std::int32_t* out, const std::int32_t* part, Index ld, int nth, Index k0, Index k1)
+/// out[k] = (…((out[k] + part[k]) + part[ld + k]) + …) over the parts − 1 partial sums after the
+/// first, for k in [k0, k1): a fixed order, whoever computed them.
+template <typename T>
+inline void add_partials(T* out, const T* part, Index ld, Index parts, Index k0, Index k1)
 {
-    for (int t = 1; t < nth; ++t) {
-        const std::int32_t* p = part + (t - 1) * ld;
+    for (Index p = 1; p < parts; ++p) {
+        const T* q = part + (p - 1) * ld;
         NANOQUANT_SIMD_LOOP
-        for (Index k = k0; k < k1; ++k) out[k] += p[k];
+        for (Index k = k0; k < k1; ++k) out[k] += q[k];
     }
 }
 
@@ -209,19 +217,28 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     nth = 1;
 #endif
     nth = std::max(1, nth);
-    // Int8 GEMV on several threads: each thread reads a contiguous range of column words of a stage
-    // (one block of memory) for all rows, and the int32 partial sums are added. Split by rows, each
-    // thread would read short runs of every column word instead; on the Zen 5 VM a 2944 × 4096 stage
-    // took 58 µs that way with 2 threads against 71 µs with one (docs/kernels.md).
-    const bool split_cols = int8 && batch == 1 && nth > 1;
+    // The GEMVs split each stage by column words (split_stage) and add the partial sums: the int8 one
+    // on several threads, one part per thread (int32 sums are exact, so the split cannot change the
+    // result); the float32 one always in 2 parts, whatever the thread count, so that its sums are
+    // grouped the same way for any thread count, and each part is cut into one piece of rows per
+    // thread. Split by rows only, each thread read short runs of every column word: on the Zen 5 VM a
+    // 2944 × 4096 int8 stage took 58 µs that way with 2 threads against 71 µs with one
+    // (docs/kernels.md).
+    const bool split = batch == 1 && (!int8 || nth > 1);
+    const Index max_parts = int8 ? nth : 2;
     std::int32_t *part1 = nullptr, *part2 = nullptr;
-    if (split_cols) {
-        part1 = detail::grow(S.part1, (nth - 1) * r16);
-        part2 = detail::grow(S.part2, (nth - 1) * m16);
+    float *fpart1 = nullptr, *fpart2 = nullptr;
+    if (split && int8) {
+        part1 = detail::grow(S.part1, (max_parts - 1) * r16);
+        part2 = detail::grow(S.part2, (max_parts - 1) * m16);
+    } else if (split) {
+        fpart1 = detail::grow(S.fpart1, (max_parts - 1) * r16);
+        fpart2 = detail::grow(S.fpart2, (max_parts - 1) * m16);
     }
     const float* s_mid = L.s_mid.data();
     const float* s_out = L.s_out.data();
-    // Each thread owns whole row blocks of each stage; the two stages meet at a barrier.
+    // The GEMMs (and the int8 GEMV on one thread): each thread owns whole row blocks of each stage; the
+    // two stages meet at a barrier.
     auto body = [&](int tid, int nthreads) {
         Index a, e;
         detail::block_range(L.vt.row_blocks, tid, nthreads, a, e);
@@ -229,8 +246,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             const Index k0 = 16 * a, k1 = std::min(16 * e, r);
             const std::uint32_t* T1 = L.vt.words.data();
             if (!int8) {
-                if (batch == 1) K.dot_f32(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, o1);
-                else K.dot_f32_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, np, batch, o1, r16);
+                K.dot_f32_batch(T1, L.vt.row_blocks, L.vt.col_words, a, e, xs, np, batch, o1, r16);
                 for (Index b = 0; b < batch; ++b) detail::scale_into(t + b * rp, s_mid, o1 + b * r16, k0, k1);
             } else {
                 if (batch == 1) K.dot_i8(T1, L.vt.row_blocks, L.vt.col_words, a, e, q1, d1);
@@ -262,8 +278,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             const Index i0 = 16 * a, i1 = std::min(16 * e, m);
             const std::uint32_t* T2 = L.u.words.data();
             if (!int8) {
-                if (batch == 1) K.dot_f32(T2, L.u.row_blocks, L.u.col_words, a, e, t, o2);
-                else K.dot_f32_batch(T2, L.u.row_blocks, L.u.col_words, a, e, t, rp, batch, o2, m16);
+                K.dot_f32_batch(T2, L.u.row_blocks, L.u.col_words, a, e, t, rp, batch, o2, m16);
                 for (Index b = 0; b < batch; ++b) detail::scale_into(Y + b * ldy, s_out, o2 + b * m16, i0, i1);
             } else {
                 if (batch == 1) K.dot_i8(T2, L.u.row_blocks, L.u.col_words, a, e, q2, d2);
@@ -273,39 +288,86 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
         }
     };
-    // The int8 GEMV split by column words (split_cols): per stage, each thread's partial sums over its
-    // words, then the sums of each row added up (one thread for t, which it then quantizes; every
-    // thread for its rows of y). Runs in this call's own team only (see body).
-    auto body_cols = [&](int tid, int nthreads) {
+    // The GEMVs split by column words (split): partial sums per stage, then the sums of each row added
+    // up. Int8: one thread adds up t and quantizes it. Float32: each thread its rows of t. With one
+    // thread (maybe inside a caller's parallel region) no OpenMP construct is used (see body).
+    auto body_split = [&](int tid, int nthreads) {
+        const Index parts = int8 ? nthreads : 2, pieces = int8 ? 1 : nthreads;
+        const auto sync = [&] {
 #ifdef _OPENMP
-        detail::partial_dot_i8(K, L.vt, q1, d1, part1, r16, tid, nthreads);
+            if (nthreads > 1) {
 #pragma omp barrier
-#pragma omp single
-        {
-            detail::add_partials(d1, part1, r16, nthreads, 0, r);
-            detail::scale_into(t, s_mid, fscale[0], d1, 0, r);
-            fscale[1] = K.quantize_i8(t, r, rp, q2, qsum);
-        }
-        detail::partial_dot_i8(K, L.u, q2, d2, part2, m16, tid, nthreads);
-#pragma omp barrier
-        Index a, e;
-        detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
-        const Index i0 = 16 * a, i1 = std::min(16 * e, m);
-        if (i1 > i0) {
-            detail::add_partials(d2, part2, m16, nthreads, i0, i1);
-            detail::scale_into(Y, s_out, fscale[1], d2, i0, i1);
-        }
-#else
-        (void)tid, (void)nthreads;
+            }
 #endif
+        };
+        const std::uint32_t* T1 = L.vt.words.data();
+        const std::uint32_t* T2 = L.u.words.data();
+        const Index rb1 = L.vt.row_blocks, rb2 = L.u.row_blocks;
+        Index a, e;
+        if (int8) {
+            detail::split_stage(L.vt, parts, pieces, tid, nthreads, d1, part1, r16,
+                                [&](Index c0, Index c1, Index ra, Index re, std::int32_t* dst) {
+                                    K.dot_i8(T1 + c0 * rb1 * kTileRows, rb1, c1 - c0, ra, re, q1 + 32 * c0, dst);
+                                });
+            sync();
+            const auto finish_t = [&] {
+                detail::add_partials(d1, part1, r16, parts, 0, r);
+                detail::scale_into(t, s_mid, fscale[0], d1, 0, r);
+                fscale[1] = K.quantize_i8(t, r, rp, q2, qsum);
+            };
+            if (nthreads > 1) {
+#ifdef _OPENMP
+#pragma omp single
+                finish_t();
+#endif
+            } else {
+                finish_t();
+            }
+            detail::split_stage(L.u, parts, pieces, tid, nthreads, d2, part2, m16,
+                                [&](Index c0, Index c1, Index ra, Index re, std::int32_t* dst) {
+                                    K.dot_i8(T2 + c0 * rb2 * kTileRows, rb2, c1 - c0, ra, re, q2 + 32 * c0, dst);
+                                });
+            sync();
+            detail::block_range(rb2, tid, nthreads, a, e);
+            const Index i0 = 16 * a, i1 = std::min(16 * e, m);
+            if (i1 > i0) {
+                detail::add_partials(d2, part2, m16, parts, i0, i1);
+                detail::scale_into(Y, s_out, fscale[1], d2, i0, i1);
+            }
+        } else {
+            detail::split_stage(L.vt, parts, pieces, tid, nthreads, o1, fpart1, r16,
+                                [&](Index c0, Index c1, Index ra, Index re, float* dst) {
+                                    K.dot_f32(T1 + c0 * rb1 * kTileRows, rb1, c1 - c0, ra, re, xs + 32 * c0, dst);
+                                });
+            sync();
+            detail::block_range(rb1, tid, nthreads, a, e);
+            const Index k0 = 16 * a, k1 = std::min(16 * e, r);
+            if (k1 > k0) {
+                detail::add_partials(o1, fpart1, r16, parts, k0, k1);
+                detail::scale_into(t, s_mid, o1, k0, k1);
+            }
+            sync();
+            detail::split_stage(L.u, parts, pieces, tid, nthreads, o2, fpart2, m16,
+                                [&](Index c0, Index c1, Index ra, Index re, float* dst) {
+                                    K.dot_f32(T2 + c0 * rb2 * kTileRows, rb2, c1 - c0, ra, re, t + 32 * c0, dst);
+                                });
+            sync();
+            detail::block_range(rb2, tid, nthreads, a, e);
+            const Index i0 = 16 * a, i1 = std::min(16 * e, m);
+            if (i1 > i0) {
+                detail::add_partials(o2, fpart2, m16, parts, i0, i1);
+                detail::scale_into(Y, s_out, o2, i0, i1);
+            }
+        }
     };
     if (nth == 1) {
-        body(0, 1);
+        if (split) body_split(0, 1);
+        else body(0, 1);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
         {
-            if (split_cols) body_cols(omp_get_thread_num(), omp_get_num_threads());
+            if (split) body_split(omp_get_thread_num(), omp_get_num_threads());
             else body(omp_get_thread_num(), omp_get_num_threads());
         }
 #endif
