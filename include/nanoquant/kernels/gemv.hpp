@@ -98,8 +98,9 @@ inline T* grow(AlignedVector<T>& v, Index n)
     return v.data();
 }
 
-/// Row blocks [begin, end) of `blocks` for thread `tid` of `nth` (contiguous, balanced).
-inline void block_range(Index blocks, int tid, int nth, Index& begin, Index& end)
+/// Row blocks (or other items) [begin, end) of `blocks` for thread (or piece) `tid` of `nth`
+/// (contiguous, balanced).
+inline void block_range(Index blocks, Index tid, Index nth, Index& begin, Index& end)
 {
     begin = blocks * tid / nth;
     end = blocks * (tid + 1) / nth;
@@ -114,25 +115,39 @@ inline void col_word_range(Index col_words, Index p, Index parts, Index& c0, Ind
     c1 = 2 * (pairs * (p + 1) / parts);
 }
 
+/// The kernel of a stage input's type (int8 or float32) over column words [c0, c1) and row blocks
+/// [a, e): the tiles and the input start at word c0.
+inline void dot_words(const KernelTable& K, const TiledSigns& S, Index c0, Index c1, Index a, Index e,
+                      const std::int8_t* q, std::int32_t* out)
+{
+    K.dot_i8(S.words.data() + c0 * S.row_blocks * kTileRows, S.row_blocks, c1 - c0, a, e, q + 32 * c0, out);
+}
+inline void dot_words(const KernelTable& K, const TiledSigns& S, Index c0, Index c1, Index a, Index e, const float* x,
+                      float* out)
+{
+    K.dot_f32(S.words.data() + c0 * S.row_blocks * kTileRows, S.row_blocks, c1 - c0, a, e, x + 32 * c0, out);
+}
+
 /// A stage split by column words (the GEMVs, see gemm()): `parts` contiguous ranges of column words
 /// (col_word_range), each cut into `pieces` ranges of row blocks; the parts × pieces items, part
-/// by part, are dealt out in contiguous runs, thread `tid` of `nth` computing items [i0, i1). Item
-/// (p, j) writes the sums over part p of the rows of piece j into `out` (p = 0) or part + (p − 1)·ld,
-/// by `dot(c0, c1, a, e, dst)` (column words [c0, c1), row blocks [a, e)). The signs of a part are
-/// one contiguous block of memory (docs/packed_format.md), so a thread that owns whole parts reads
-/// one block instead of short runs of every column word.
-template <typename T, typename Dot>
-inline void split_stage(const TiledSigns& S, Index parts, Index pieces, int tid, int nth, T* out, T* part, Index ld,
-                        const Dot& dot)
+/// by part, are dealt out in contiguous runs (block_range over the items). Item (p, j) writes the
+/// sums over part p of the rows of piece j into `out` (p = 0) or part + (p − 1)·ld, from the stage
+/// input `in` (dot_words). The signs of a part are one contiguous block of memory
+/// (docs/packed_format.md), so a thread that owns whole parts reads one block instead of short runs
+/// of every column word.
+template <typename In, typename T>
+inline void split_stage(const KernelTable& K, const TiledSigns& S, const In* in, Index parts, Index pieces, int tid,
+                        int nth, T* out, T* part, Index ld)
 {
-    const Index items = parts * pieces;
-    for (Index i = items * tid / nth; i < items * (tid + 1) / nth; ++i) {
+    Index i0, i1;
+    block_range(parts * pieces, tid, nth, i0, i1);
+    for (Index i = i0; i < i1; ++i) {
         const Index p = i / pieces, j = i % pieces;
-        Index c0, c1;
+        Index c0, c1, a, e;
         col_word_range(S.col_words, p, parts, c0, c1);
-        const Index a = S.row_blocks * j / pieces, e = S.row_blocks * (j + 1) / pieces;
+        block_range(S.row_blocks, j, pieces, a, e);
         T* dst = p == 0 ? out : part + (p - 1) * ld;
-        if (c1 > c0) dot(c0, c1, a, e, dst);
+        if (c1 > c0) dot_words(K, S, c0, c1, a, e, in, dst);
         else std::fill(dst + kTileRows * a, dst + kTileRows * e, T(0));
     }
 }
@@ -300,15 +315,9 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
 #endif
         };
-        const std::uint32_t* T1 = L.vt.words.data();
-        const std::uint32_t* T2 = L.u.words.data();
-        const Index rb1 = L.vt.row_blocks, rb2 = L.u.row_blocks;
         Index a, e;
         if (int8) {
-            detail::split_stage(L.vt, parts, pieces, tid, nthreads, d1, part1, r16,
-                                [&](Index c0, Index c1, Index ra, Index re, std::int32_t* dst) {
-                                    K.dot_i8(T1 + c0 * rb1 * kTileRows, rb1, c1 - c0, ra, re, q1 + 32 * c0, dst);
-                                });
+            detail::split_stage(K, L.vt, q1, parts, pieces, tid, nthreads, d1, part1, r16);
             sync();
             const auto finish_t = [&] {
                 detail::add_partials(d1, part1, r16, parts, 0, r);
@@ -323,36 +332,27 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             } else {
                 finish_t();
             }
-            detail::split_stage(L.u, parts, pieces, tid, nthreads, d2, part2, m16,
-                                [&](Index c0, Index c1, Index ra, Index re, std::int32_t* dst) {
-                                    K.dot_i8(T2 + c0 * rb2 * kTileRows, rb2, c1 - c0, ra, re, q2 + 32 * c0, dst);
-                                });
+            detail::split_stage(K, L.u, q2, parts, pieces, tid, nthreads, d2, part2, m16);
             sync();
-            detail::block_range(rb2, tid, nthreads, a, e);
+            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
             const Index i0 = 16 * a, i1 = std::min(16 * e, m);
             if (i1 > i0) {
                 detail::add_partials(d2, part2, m16, parts, i0, i1);
                 detail::scale_into(Y, s_out, fscale[1], d2, i0, i1);
             }
         } else {
-            detail::split_stage(L.vt, parts, pieces, tid, nthreads, o1, fpart1, r16,
-                                [&](Index c0, Index c1, Index ra, Index re, float* dst) {
-                                    K.dot_f32(T1 + c0 * rb1 * kTileRows, rb1, c1 - c0, ra, re, xs + 32 * c0, dst);
-                                });
+            detail::split_stage(K, L.vt, xs, parts, pieces, tid, nthreads, o1, fpart1, r16);
             sync();
-            detail::block_range(rb1, tid, nthreads, a, e);
+            detail::block_range(L.vt.row_blocks, tid, nthreads, a, e);
             const Index k0 = 16 * a, k1 = std::min(16 * e, r);
             if (k1 > k0) {
                 detail::add_partials(o1, fpart1, r16, parts, k0, k1);
                 detail::scale_into(t, s_mid, o1, k0, k1);
             }
             sync();
-            detail::split_stage(L.u, parts, pieces, tid, nthreads, o2, fpart2, m16,
-                                [&](Index c0, Index c1, Index ra, Index re, float* dst) {
-                                    K.dot_f32(T2 + c0 * rb2 * kTileRows, rb2, c1 - c0, ra, re, t + 32 * c0, dst);
-                                });
+            detail::split_stage(K, L.u, t, parts, pieces, tid, nthreads, o2, fpart2, m16);
             sync();
-            detail::block_range(rb2, tid, nthreads, a, e);
+            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
             const Index i0 = 16 * a, i1 = std::min(16 * e, m);
             if (i1 > i0) {
                 detail::add_partials(o2, fpart2, m16, parts, i0, i1);
