@@ -315,7 +315,17 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
 #endif
         };
-        Index a, e;
+        // Adds up this thread's rows [k0, k1) of a split stage's sums (the first `rows` of them count),
+        // then write(k0, k1).
+        const auto own_rows = [&](const TiledSigns& S, Index rows, auto* sums, const auto* part, Index ld,
+                                  const auto& write) {
+            Index a, e;
+            detail::block_range(S.row_blocks, tid, nthreads, a, e);
+            const Index k0 = kTileRows * a, k1 = std::min(kTileRows * e, rows);
+            if (k1 <= k0) return;
+            detail::add_partials(sums, part, ld, parts, k0, k1);
+            write(k0, k1);
+        };
         if (int8) {
             detail::split_stage(K, L.vt, q1, parts, pieces, tid, nthreads, d1, part1, r16);
             sync();
@@ -334,30 +344,16 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
             detail::split_stage(K, L.u, q2, parts, pieces, tid, nthreads, d2, part2, m16);
             sync();
-            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
-            const Index i0 = 16 * a, i1 = std::min(16 * e, m);
-            if (i1 > i0) {
-                detail::add_partials(d2, part2, m16, parts, i0, i1);
-                detail::scale_into(Y, s_out, fscale[1], d2, i0, i1);
-            }
+            own_rows(L.u, m, d2, part2, m16,
+                     [&](Index i0, Index i1) { detail::scale_into(Y, s_out, fscale[1], d2, i0, i1); });
         } else {
             detail::split_stage(K, L.vt, xs, parts, pieces, tid, nthreads, o1, fpart1, r16);
             sync();
-            detail::block_range(L.vt.row_blocks, tid, nthreads, a, e);
-            const Index k0 = 16 * a, k1 = std::min(16 * e, r);
-            if (k1 > k0) {
-                detail::add_partials(o1, fpart1, r16, parts, k0, k1);
-                detail::scale_into(t, s_mid, o1, k0, k1);
-            }
+            own_rows(L.vt, r, o1, fpart1, r16, [&](Index k0, Index k1) { detail::scale_into(t, s_mid, o1, k0, k1); });
             sync();
             detail::split_stage(K, L.u, t, parts, pieces, tid, nthreads, o2, fpart2, m16);
             sync();
-            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
-            const Index i0 = 16 * a, i1 = std::min(16 * e, m);
-            if (i1 > i0) {
-                detail::add_partials(o2, fpart2, m16, parts, i0, i1);
-                detail::scale_into(Y, s_out, o2, i0, i1);
-            }
+            own_rows(L.u, m, o2, fpart2, m16, [&](Index i0, Index i1) { detail::scale_into(Y, s_out, o2, i0, i1); });
         }
     };
     if (nth == 1) {
