@@ -10,10 +10,11 @@
 ///  - Precision::Int8: the input of each stage (s_in ⊙ x, then the rank vector t) is quantized to
 ///    int8 with one absmax scale per token and stage, the sign products are exact in int32, and
 ///    results are bit-identical on every variant and thread count. Its error is in docs/kernels.md.
-/// Threads (OpenMP) never change a result. The float path and the batched int8 path partition output
-/// rows; the int8 GEMV gives each thread a contiguous range of column words and adds the threads'
-/// int32 partial sums, which is exact (each thread then reads one block of memory per stage instead
-/// of short runs of every column word: 1.4× → 1.7–1.8× with 2 threads on 11008×4096, cold).
+/// Threads (OpenMP) never change a result. The GEMMs partition output rows. The GEMVs split each stage
+/// by column words, so that each thread reads one block of memory per stage instead of short runs of
+/// every column word (2 threads over 1 on 11008×4096, cold: 1.4× → 1.6–1.8×): the int8 GEMV one
+/// range per thread, its int32 partial sums added exactly; the float32 GEMV always two halves, for
+/// any thread count, added in a fixed order (see gemm()).
 
 #include <algorithm>
 #include <cmath>
@@ -40,8 +41,9 @@ enum class Precision {
 
 /// Options of gemv()/gemm().
 struct GemvOptions {
-    /// Threads (output rows; column words for the int8 GEMV): 0 = OpenMP's default (omp_get_max_threads), 1 = serial. Must be
-    /// >= 0. Ignored (serial) without OpenMP or inside an enclosing parallel region.
+    /// Threads (over output rows for a GEMM, over column words for a GEMV): 0 = OpenMP's default
+    /// (omp_get_max_threads), 1 = serial. Must be >= 0. Ignored (serial) without OpenMP or inside an
+    /// enclosing parallel region. The results are the same for any value.
     int num_threads = 1;
     /// Float32 (default) or Int8 activations.
     Precision precision = Precision::Float32;
