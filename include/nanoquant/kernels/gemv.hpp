@@ -242,7 +242,9 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // 2944 × 4096 int8 stage took 58 µs that way with 2 threads against 71 µs with one
     // (docs/kernels.md).
     const bool split = batch == 1 && (!int8 || nth > 1);
-    const Index max_parts = int8 ? nth : 2;
+    // Parts of column words for `threads` threads (the partial buffers below hold nth of them, less one).
+    const auto split_parts = [int8](Index threads) { return int8 ? threads : Index(2); };
+    const Index max_parts = split_parts(nth);
     std::int32_t *part1 = nullptr, *part2 = nullptr;
     float *fpart1 = nullptr, *fpart2 = nullptr;
     if (split && int8) {
@@ -309,7 +311,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // up. Int8: one thread adds up t and quantizes it. Float32: each thread its rows of t. With one
     // thread (maybe inside a caller's parallel region) no OpenMP construct is used (see body).
     auto body_split = [&](int tid, int nthreads) {
-        const Index parts = int8 ? nthreads : 2, pieces = int8 ? 1 : nthreads;
+        const Index parts = split_parts(nthreads), pieces = int8 ? 1 : nthreads;
         const auto sync = [&] {
 #ifdef _OPENMP
             if (nthreads > 1) {
