@@ -155,10 +155,11 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
 
 TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split, row chunks", "[kernels][int8][threads]")
 {
-    // With several threads the int8 GEMV gives each thread a contiguous range of column-word pairs of
-    // each stage and adds the int32 partial sums. Shapes: more threads than pairs (n = 65 has 2 pairs,
-    // r = 40 one; n = 40 and 70 one or two: some ranges empty, thread 0's among them), ranges of
-    // unequal length. The AVX-512 kernel passes over the rows in chunks of 256 row blocks (4096 rows),
+    // With several threads the int8 GEMV splits each stage into two halves of its column-word pairs,
+    // each cut into one piece of rows per thread, and adds the int32 partial sums. Shapes: a stage of
+    // one pair (r = 40 and 3, n = 40: the first half empty), halves of unequal length (n = 1000: 16
+    // pairs, r = 129 and 300: 3 and 5), fewer row blocks than threads (r = 3, m = 70: empty pieces,
+    // thread 0's among them). The AVX-512 kernel passes over the rows in chunks of 256 row blocks (4096 rows),
     // each chunk over every column word, prefetching across words and chunks: 2100 rows make one
     // chunk, 4097 rows a second chunk of one row block, 20000 rows five chunks.
     const auto tables = all_tables();

@@ -11,10 +11,10 @@
 ///    int8 with one absmax scale per token and stage, the sign products are exact in int32, and
 ///    results are bit-identical on every variant and thread count. Its error is in docs/kernels.md.
 /// Threads (OpenMP) never change a result. The GEMMs partition output rows. The GEMVs split each stage
-/// by column words, so that each thread reads one block of memory per stage instead of short runs of
-/// every column word (2 threads over 1 on 11008×4096, cold: 1.4× → 1.6–1.8×): the int8 GEMV one
-/// range per thread, its int32 partial sums added exactly; the float32 GEMV always two halves, for
-/// any thread count, added in a fixed order (see gemm()).
+/// into two halves of its column words, each cut into one piece of rows per thread, and add the two
+/// partial sums in a fixed order (float32 for any thread count, so that its sums are grouped the same
+/// way; int8, exact in int32, when threaded): with 2 threads each reads one block of memory per stage
+/// instead of short runs of every column word (11008×4096, cold: 1.4× → 1.6–1.8× over 1 thread).
 
 #include <algorithm>
 #include <cmath>
@@ -41,7 +41,7 @@ enum class Precision {
 
 /// Options of gemv()/gemm().
 struct GemvOptions {
-    /// Threads (over output rows for a GEMM, over column words for a GEMV): 0 = OpenMP's default
+    /// Threads (over output rows for a GEMM, over column halves and rows for a GEMV): 0 = OpenMP's default
     /// (omp_get_max_threads), 1 = serial. Must be >= 0. Ignored (serial) without OpenMP or inside an
     /// enclosing parallel region. The results are the same for any value.
     int num_threads = 1;
@@ -129,6 +129,9 @@ inline void dot_words(const KernelTable& K, const TiledSigns& S, Index c0, Index
 {
     K.dot_f32(S.words.data() + c0 * S.row_blocks * kTileRows, S.row_blocks, c1 - c0, a, e, x + 32 * c0, out);
 }
+
+/// Parts of column words of a GEMV stage (see gemm()): two halves, for any thread count.
+constexpr Index kSplitParts = 2;
 
 /// A stage split by column words (the GEMVs, see gemm()): `parts` contiguous ranges of column words
 /// (col_word_range), each cut into `pieces` ranges of row blocks; the parts × pieces items, part
@@ -234,25 +237,24 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     nth = 1;
 #endif
     nth = std::max(1, nth);
-    // The GEMVs split each stage by column words (split_stage) and add the partial sums: the int8 one
-    // on several threads, one part per thread (int32 sums are exact, so the split cannot change the
-    // result); the float32 one always in 2 parts, whatever the thread count, so that its sums are
-    // grouped the same way for any thread count, and each part is cut into one piece of rows per
-    // thread. Split by rows only, each thread read short runs of every column word: on the Zen 5 VM a
-    // 2944 × 4096 int8 stage took 58 µs that way with 2 threads against 71 µs with one
-    // (docs/kernels.md).
+    // The GEMVs split each stage into two halves of its column words (split_stage), each cut into one
+    // piece of rows per thread, and add the two partial sums in a fixed order: float32 always, whatever
+    // the thread count, so that its sums are grouped the same way for any thread count; int8 on
+    // several threads (int32 sums are exact: any split gives the same result). With 2 threads each
+    // thread reads one half, one contiguous block: split by rows only, each thread read short runs of
+    // every column word, and on the Zen 5 VM a 2944 × 4096 int8 stage took 58 µs that way with 2
+    // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
+    // that was 1.4–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
     const bool split = batch == 1 && (!int8 || nth > 1);
-    // Parts of column words for `threads` threads (the partial buffers below hold nth of them, less one).
-    const auto split_parts = [int8](Index threads) { return int8 ? threads : Index(2); };
-    const Index max_parts = split_parts(nth);
+    constexpr Index parts = detail::kSplitParts;
     std::int32_t *part1 = nullptr, *part2 = nullptr;
     float *fpart1 = nullptr, *fpart2 = nullptr;
     if (split && int8) {
-        part1 = detail::grow(S.part1, (max_parts - 1) * r16);
-        part2 = detail::grow(S.part2, (max_parts - 1) * m16);
+        part1 = detail::grow(S.part1, (parts - 1) * r16);
+        part2 = detail::grow(S.part2, (parts - 1) * m16);
     } else if (split) {
-        fpart1 = detail::grow(S.fpart1, (max_parts - 1) * r16);
-        fpart2 = detail::grow(S.fpart2, (max_parts - 1) * m16);
+        fpart1 = detail::grow(S.fpart1, (parts - 1) * r16);
+        fpart2 = detail::grow(S.fpart2, (parts - 1) * m16);
     }
     const float* s_mid = L.s_mid.data();
     const float* s_out = L.s_out.data();
@@ -311,7 +313,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // up. Int8: one thread adds up t and quantizes it. Float32: each thread its rows of t. With one
     // thread (maybe inside a caller's parallel region) no OpenMP construct is used (see body).
     auto body_split = [&](int tid, int nthreads) {
-        const Index parts = split_parts(nthreads), pieces = int8 ? 1 : nthreads;
+        const Index pieces = nthreads;
         const auto sync = [&] {
 #ifdef _OPENMP
             if (nthreads > 1) {
