@@ -135,22 +135,25 @@ constexpr Index kSplitParts = 2;
 
 /// A stage split by column words (the GEMVs, see gemm()): `parts` contiguous ranges of column words
 /// (col_word_range), each cut into `pieces` ranges of row blocks; the parts × pieces items, part
-/// by part, are dealt out in contiguous runs (block_range over the items). Item (p, j) writes the
-/// sums over part p of the rows of piece j into `out` (p = 0) or part + (p − 1)·ld, from the stage
-/// input `in` (dot_words). The signs of a part are one contiguous block of memory
-/// (docs/packed_format.md), so a thread that owns whole parts reads one block instead of short runs
-/// of every column word.
+/// by part, are dealt out in contiguous runs (block_range over the items), and a thread's items in
+/// one part, adjacent pieces, make one call. It writes the sums over part p of those rows into `out`
+/// (p = 0) or part + (p − 1)·ld, from the stage input `in` (dot_words). The signs of a part are one
+/// contiguous block of memory (docs/packed_format.md), so a thread that owns a whole part reads it
+/// as one stream instead of short runs of every column word.
 template <typename In, typename T>
 inline void split_stage(const KernelTable& K, const TiledSigns& S, const In* in, Index parts, Index pieces, int tid,
                         int nth, T* out, T* part, Index ld)
 {
     Index i0, i1;
     block_range(parts * pieces, tid, nth, i0, i1);
-    for (Index i = i0; i < i1; ++i) {
-        const Index p = i / pieces, j = i % pieces;
-        Index c0, c1, a, e;
+    for (Index p = i0 / pieces; p < parts && p * pieces < i1; ++p) {
+        // This thread's pieces [j0, j1) of part p, and their row blocks [a, e).
+        const Index j0 = std::max(i0, p * pieces) - p * pieces, j1 = std::min(i1, (p + 1) * pieces) - p * pieces;
+        if (j1 <= j0) break;  // no items at all
+        Index c0, c1, a, e, unused;
         col_word_range(S.col_words, p, parts, c0, c1);
-        block_range(S.row_blocks, j, pieces, a, e);
+        block_range(S.row_blocks, j0, pieces, a, unused);
+        block_range(S.row_blocks, j1 - 1, pieces, unused, e);
         T* dst = p == 0 ? out : part + (p - 1) * ld;
         if (c1 > c0) dot_words(K, S, c0, c1, a, e, in, dst);
         else std::fill(dst + kTileRows * a, dst + kTileRows * e, T(0));
