@@ -159,9 +159,10 @@ TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split, row c
     // each cut into one piece of rows per thread, and adds the int32 partial sums. Shapes: a stage of
     // one pair (r = 40 and 3, n = 40: the first half empty), halves of unequal length (n = 1000: 16
     // pairs, r = 129 and 300: 3 and 5), fewer row blocks than threads (r = 3, m = 70: empty pieces,
-    // thread 0's among them). The AVX-512 kernel passes over the rows in chunks of 256 row blocks (4096 rows),
-    // each chunk over every column word, prefetching across words and chunks: 2100 rows make one
-    // chunk, 4097 rows a second chunk of one row block, 20000 rows five chunks.
+    // thread 0's among them); a thread's adjacent pieces of one half are one kernel call. The AVX-512
+    // kernel passes over the rows in chunks of 256 row blocks (4096 rows), each chunk over every
+    // column word, prefetching across words and chunks: 2100 rows make one chunk, 4097 rows a second
+    // chunk of one row block, 20000 rows five chunks.
     const auto tables = all_tables();
     std::uint64_t seed = 8300;
     for (auto [m, n, r] : {std::array<Index, 3>{300, 65, 40}, std::array<Index, 3>{70, 1000, 300},

@@ -247,7 +247,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // thread reads one half, one contiguous block: split by rows only, each thread read short runs of
     // every column word, and on the Zen 5 VM a 2944 × 4096 int8 stage took 58 µs that way with 2
     // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
-    // that was 1.4–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
+    // that was 1.1–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
     const bool split = batch == 1 && (!int8 || nth > 1);
     constexpr Index parts = detail::kSplitParts;
     std::int32_t *part1 = nullptr, *part2 = nullptr;
