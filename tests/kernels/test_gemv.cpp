@@ -171,16 +171,18 @@ TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split, row c
         const auto f = nqtest::random_factorization(m, n, r, true, ++seed);
         const PackedLayer L = pack_layer(f);
         const Vector<float> x = nqtest::random_matrix(n, 1, ++seed).col(0);
+        const Vector<float> x2 = nqtest::random_matrix(n, 1, ++seed).col(0);  // alternated: no stale sums pass
         GemvOptions opt;
         opt.precision = Precision::Int8;
         opt.kernels = &kernel_table(KernelTarget::Scalar);
-        const Vector<float> ref = gemv(L, x, opt);
+        const Vector<float> ref = gemv(L, x, opt), ref2 = gemv(L, x2, opt);
         for (const KernelTable* K : tables) {
             for (int threads : {1, 2, 3, 4, 5, 8}) {
                 opt.kernels = K;
                 opt.num_threads = threads;
                 INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " threads " << threads);
                 REQUIRE(std::memcmp(gemv(L, x, opt).data(), ref.data(), sizeof(float) * std::size_t(m)) == 0);
+                REQUIRE(std::memcmp(gemv(L, x2, opt).data(), ref2.data(), sizeof(float) * std::size_t(m)) == 0);
             }
         }
     }
@@ -203,17 +205,23 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
             Matrix<float> X = nqtest::random_matrix(n, batch, ++seed);
             const Matrix<float> vt = f.vt.unpack<float>();
             for (Index j = 0; j < n; ++j) X(j, 0) = vt(0, j) / f.s_in(j);
+            // Calls alternate between X and other inputs X2, so that sums left in the scratch buffers by
+            // the previous call cannot stand in for sums a call failed to compute.
+            const Matrix<float> X2 = nqtest::random_matrix(n, batch, ++seed);
             GemvOptions opt;
             opt.precision = Precision::Int8;
             opt.kernels = &kernel_table(KernelTarget::Scalar);
             const Matrix<float> ref = gemm(L, X, opt);
+            const Matrix<float> ref2 = gemm(L, X2, opt);
             for (const KernelTable* K : tables) {
-                for (int threads : {1, 2}) {
+                // 2 threads split the tokens from 16 on, 3 threads from 24 on (kTokensPerThread).
+                for (int threads : {1, 2, 3}) {
                     opt.kernels = K;
                     opt.num_threads = threads;
                     INFO("variant " << K->name << " batch " << batch << " shape " << m << "x" << n << " rank " << r
                                     << " threads " << threads);
                     REQUIRE(bit_equal(gemm(L, X, opt), ref));
+                    REQUIRE(bit_equal(gemm(L, X2, opt), ref2));
                 }
             }
         }
@@ -240,19 +248,26 @@ TEST_CASE("exact float path gives identical results for any thread count", "[ker
 {
     // The GEMV always sums each stage in two parts of column words (each cut into one piece of rows
     // per thread, the pieces dealt out in runs: with 3 threads one thread takes the end of the first
-    // part and the start of the second); the GEMM splits rows.
+    // part and the start of the second); the GEMM splits rows (3 tokens), or tokens from
+    // kTokensPerThread per thread on (43 tokens: 21 + 22 on 2 threads, 14 + 14 + 15 on 3, 8 or 9
+    // each on 5; rows again on 8).
     const auto f = nqtest::random_factorization(1000, 777, 300, false, 31);
     const PackedLayer L = pack_layer(f);
-    const Matrix<float> X = nqtest::random_matrix(777, 3, 32);
+    const Matrix<float> X = nqtest::random_matrix(777, 43, 32);
+    const Matrix<float> X3 = nqtest::random_matrix(777, 3, 33);  // other inputs: no stale scratch is right
+    REQUIRE(5 * nanoquant::kernels::detail::kTokensPerThread <= 43);
+    REQUIRE(8 * nanoquant::kernels::detail::kTokensPerThread > 43);
     for (const KernelTable* K : all_tables()) {
         GemvOptions opt;
         opt.kernels = K;
         const Matrix<float> Y1 = gemm(L, X, opt);
+        const Matrix<float> Y13 = gemm(L, X3, opt);
         const Vector<float> y1 = gemv(L, Vector<float>(X.col(0)), opt);
         for (int threads : {2, 3, 4, 5, 8}) {
             opt.num_threads = threads;
             INFO("variant " << K->name << " threads " << threads);
             REQUIRE(bit_equal(gemm(L, X, opt), Y1));
+            REQUIRE(bit_equal(gemm(L, X3, opt), Y13));
             REQUIRE(bit_equal(gemv(L, Vector<float>(X.col(0)), opt), y1));
         }
     }

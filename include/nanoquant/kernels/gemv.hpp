@@ -100,6 +100,12 @@ inline T* grow(AlignedVector<T>& v, Index n)
     return v.data();
 }
 
+/// Tokens per thread from which a GEMM on several threads splits the tokens rather than the rows (2
+/// threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs: batch 4 row split faster, 222
+/// against 231 µs int8, 276 against 361 µs float32; batch 8 even; batch 16 and 32 token split faster,
+/// int8 489 → 447 and 779 → 705 µs).
+constexpr Index kTokensPerThread = 8;
+
 /// Row blocks (or other items) [begin, end) of `blocks` for thread (or piece) `tid` of `nth`
 /// (contiguous, balanced).
 inline void block_range(Index blocks, Index tid, Index nth, Index& begin, Index& end)
@@ -261,8 +267,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     }
     const float* s_mid = L.s_mid.data();
     const float* s_out = L.s_out.data();
-    // The GEMMs (and the int8 GEMV on one thread): each thread owns whole row blocks of each stage; the
-    // two stages meet at a barrier.
+    // The GEMMs of fewer than kTokensPerThread tokens per thread (and the int8 GEMV on one thread):
+    // each thread owns whole row blocks of each stage; the two stages meet at a barrier.
     auto body = [&](int tid, int nthreads) {
         Index a, e;
         detail::block_range(L.vt.row_blocks, tid, nthreads, a, e);
@@ -365,6 +371,41 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             own_rows(L.u, m, o2, fpart2, m16, [&](Index i0, Index i1) { detail::scale_into(Y, s_out, o2, i0, i1); });
         }
     };
+    // The GEMMs of at least kTokensPerThread tokens per thread: each thread takes a contiguous share of
+    // the tokens through both stages, over every row, with no barrier. Splitting rows, every thread
+    // builds every token's lookup tables for every strip of columns, to use them on half the rows;
+    // splitting tokens, every thread makes the rows' indices, to use them for half the tokens. On
+    // 4096×4096 at rank 2016, 2 threads, the token split was 7–10 % faster at batch 16 and 32
+    // (docs/kernels.md, "Threads"). The results are the same: each token's sums do not depend on which
+    // tokens or rows share a kernel call.
+    auto body_tokens = [&](int tid, int nthreads) {
+        Index b0, b1;
+        detail::block_range(batch, tid, nthreads, b0, b1);
+        const Index nb = b1 - b0;
+        if (nb == 0) return;
+        const std::uint32_t* T1 = L.vt.words.data();
+        const std::uint32_t* T2 = L.u.words.data();
+        if (!int8) {
+            K.dot_f32_batch(T1, L.vt.row_blocks, L.vt.col_words, 0, L.vt.row_blocks, xs + b0 * np, np, nb,
+                            o1 + b0 * r16, r16);
+            for (Index b = b0; b < b1; ++b) detail::scale_into(t + b * rp, s_mid, o1 + b * r16, 0, r);
+            K.dot_f32_batch(T2, L.u.row_blocks, L.u.col_words, 0, L.u.row_blocks, t + b0 * rp, rp, nb, o2 + b0 * m16,
+                            m16);
+            for (Index b = b0; b < b1; ++b) detail::scale_into(Y + b * ldy, s_out, o2 + b * m16, 0, m);
+        } else {
+            K.dot_i8_batch(T1, L.vt.row_blocks, L.vt.col_words, 0, L.vt.row_blocks, q1 + b0 * np, np, nb,
+                           d1 + b0 * r16, r16);
+            for (Index b = b0; b < b1; ++b) {
+                detail::scale_into(t + b * rp, s_mid, fscale[b], d1 + b * r16, 0, r);
+                fscale[batch + b] = K.quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
+            }
+            K.dot_i8_batch(T2, L.u.row_blocks, L.u.col_words, 0, L.u.row_blocks, q2 + b0 * rp, rp, nb, d2 + b0 * m16,
+                           m16);
+            for (Index b = b0; b < b1; ++b)
+                detail::scale_into(Y + b * ldy, s_out, fscale[batch + b], d2 + b * m16, 0, m);
+        }
+    };
+    const bool by_tokens = !split && nth > 1 && batch >= detail::kTokensPerThread * nth;
     if (nth == 1) {
         if (split) body_split(0, 1);
         else body(0, 1);
@@ -373,6 +414,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
 #pragma omp parallel num_threads(nth)
         {
             if (split) body_split(omp_get_thread_num(), omp_get_num_threads());
+            else if (by_tokens) body_tokens(omp_get_thread_num(), omp_get_num_threads());
             else body(omp_get_thread_num(), omp_get_num_threads());
         }
 #endif
