@@ -10,11 +10,12 @@
 ///  - Precision::Int8: the input of each stage (s_in ⊙ x, then the rank vector t) is quantized to
 ///    int8 with one absmax scale per token and stage, the sign products are exact in int32, and
 ///    results are bit-identical on every variant and thread count. Its error is in docs/kernels.md.
-/// Threads (OpenMP) never change a result. The GEMMs partition output rows. The GEMVs split each stage
-/// into two halves of its column words, each cut into one piece of rows per thread, and add the two
-/// partial sums in a fixed order (float32 for any thread count, so that its sums are grouped the same
-/// way; int8, exact in int32, when threaded): with 2 threads each reads one block of memory per stage
-/// instead of short runs of every column word (11008×4096, cold: 1.4× → 1.6–1.8× over 1 thread).
+/// Threads (OpenMP) never change a result. The GEMMs partition the tokens (from 8 per thread on,
+/// detail::kTokensPerThread) or else the output rows. The GEMVs split each stage into two halves of
+/// its column words, each cut into one piece of rows per thread, and add the two partial sums in a
+/// fixed order (float32 for any thread count, so that its sums are grouped the same way; int8, exact
+/// in int32, when threaded): with 2 threads each reads one block of memory per stage instead of
+/// short runs of every column word (11008×4096, cold: 1.4× → 1.6–1.8× over 1 thread).
 
 #include <algorithm>
 #include <cmath>
