@@ -18,9 +18,15 @@
 /// short runs of every column word (11008×4096, cold: 1.4× → 1.6–1.8× over 1 thread).
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <emmintrin.h>  // _mm_pause (SSE2: every x86-64 CPU)
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -83,6 +89,22 @@ inline void scale_into(float* dst, const float* scale, float step, const std::in
     for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * (step * float(src[i]));
 }
 
+/// dst[i] = scale[i] · (step · (a[i] + b[i])) for i in [lo, hi): the two parts' exact int32 sums of a
+/// split stage, added and scaled back to float (the sum first, as the float32 one).
+inline void sum_scale_into(float* dst, const float* scale, float step, const std::int32_t* a, const std::int32_t* b,
+                           Index lo, Index hi)
+{
+    NANOQUANT_SIMD_LOOP
+    for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * (step * float(a[i] + b[i]));
+}
+
+/// dst[i] = scale[i] · (a[i] + b[i]) for i in [lo, hi): the two parts' float32 sums of a split stage.
+inline void sum_scale_into(float* dst, const float* scale, const float* a, const float* b, Index lo, Index hi)
+{
+    NANOQUANT_SIMD_LOOP
+    for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * (a[i] + b[i]);
+}
+
 /// Per-thread scratch reused across calls (grown, never shrunk).
 struct GemvScratch {
     AlignedVector<float> xs, t, o1, o2, fscale, fpart1, fpart2;
@@ -100,6 +122,50 @@ inline T* grow(AlignedVector<T>& v, Index n)
     if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
     return v.data();
 }
+
+/// One spin-wait step: PAUSE on x86, YIELD on AArch64.
+inline void cpu_relax()
+{
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+    _mm_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// The barrier between the stages of one gemm() call, shared by the threads of its parallel region
+/// (all of them call wait() with the team's size). `#pragma omp barrier` in GCC's libgomp ends every
+/// crossing with a futex_wake system call; on the Zen 5 VM a system call costs about 1 µs and a
+/// barrier about 1.4 µs, against ~0.5 µs for a cache line's round trip between the two cores. This
+/// one is a counter and a generation in their own cache lines, with no system call: the last thread
+/// to arrive resets the counter and bumps the generation, the others spin on it (PAUSE) and, after
+/// kSpins rounds, yield the core at every round (more threads than cores).
+class SpinBarrier {
+public:
+    void wait(int nthreads)
+    {
+        if (nthreads <= 1) return;
+        const unsigned g = gen_.load(std::memory_order_acquire);
+        if (count_.fetch_add(1, std::memory_order_acq_rel) == nthreads - 1) {
+            count_.store(0, std::memory_order_relaxed);
+            gen_.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spins = 0; gen_.load(std::memory_order_acquire) == g;) {
+            if (spins < kSpins) {
+                cpu_relax();
+                ++spins;
+            } else {
+                std::this_thread::yield();
+            }
+        }
+    }
+
+private:
+    static constexpr int kSpins = 1 << 14;
+    alignas(64) std::atomic<int> count_{0};
+    alignas(64) std::atomic<unsigned> gen_{0};
+};
 
 /// Tokens per thread from which a GEMM on several threads splits the tokens rather than the rows (2
 /// threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs: batch 4 row split faster, 222
@@ -140,42 +206,31 @@ inline void dot_words(const KernelTable& K, const TiledSigns& S, Index c0, Index
 /// Parts of column words of a GEMV stage (see gemm()): two halves, for any thread count.
 constexpr Index kSplitParts = 2;
 
-/// A stage split by column words (the GEMVs, see gemm()): `parts` contiguous ranges of column words
-/// (col_word_range), each cut into `pieces` ranges of row blocks; the parts × pieces items, part
-/// by part, are dealt out in contiguous runs (block_range over the items), and a thread's items in
-/// one part, adjacent pieces, make one call. It writes the sums over part p of those rows into `out`
-/// (p = 0) or part + (p − 1)·ld, from the stage input `in` (dot_words). The signs of a part are one
-/// contiguous block of memory (docs/packed_format.md), so a thread that owns a whole part reads it
-/// as one stream instead of short runs of every column word.
+/// A stage split by column words (the GEMVs, see gemm()): two halves of the column words
+/// (col_word_range), each cut into `pieces` ranges of row blocks; the 2 × pieces items, half by
+/// half, are dealt out in contiguous runs (block_range over the items), and a thread's items in one
+/// half, adjacent pieces, make one call. It writes the sums over the first half of those rows into
+/// `out` and over the second into `part`, from the stage input `in` (dot_words); sum_scale_into
+/// adds them up. The signs of a half are one contiguous block of memory (docs/packed_format.md), so a
+/// thread that owns a whole half reads it as one stream instead of short runs of every column word.
 template <typename In, typename T>
-inline void split_stage(const KernelTable& K, const TiledSigns& S, const In* in, Index parts, Index pieces, int tid,
-                        int nth, T* out, T* part, Index ld)
+inline void split_stage(const KernelTable& K, const TiledSigns& S, const In* in, Index pieces, int tid, int nth,
+                        T* out, T* part)
 {
+    constexpr Index parts = kSplitParts;
     Index i0, i1;
     block_range(parts * pieces, tid, nth, i0, i1);
     for (Index p = i0 / pieces; p < parts && p * pieces < i1; ++p) {
-        // This thread's pieces [j0, j1) of part p, and their row blocks [a, e).
+        // This thread's pieces [j0, j1) of half p, and their row blocks [a, e).
         const Index j0 = std::max(i0, p * pieces) - p * pieces, j1 = std::min(i1, (p + 1) * pieces) - p * pieces;
         if (j1 <= j0) break;  // no items at all
         Index c0, c1, a, e, unused;
         col_word_range(S.col_words, p, parts, c0, c1);
         block_range(S.row_blocks, j0, pieces, a, unused);
         block_range(S.row_blocks, j1 - 1, pieces, unused, e);
-        T* dst = p == 0 ? out : part + (p - 1) * ld;
+        T* dst = p == 0 ? out : part;
         if (c1 > c0) dot_words(K, S, c0, c1, a, e, in, dst);
         else std::fill(dst + kTileRows * a, dst + kTileRows * e, T(0));
-    }
-}
-
-/// out[k] = (…((out[k] + part[k]) + part[ld + k]) + …) over the parts − 1 partial sums after the
-/// first, for k in [k0, k1): a fixed order, whoever computed them.
-template <typename T>
-inline void add_partials(T* out, const T* part, Index ld, Index parts, Index k0, Index k1)
-{
-    for (Index p = 1; p < parts; ++p) {
-        const T* q = part + (p - 1) * ld;
-        NANOQUANT_SIMD_LOOP
-        for (Index k = k0; k < k1; ++k) out[k] += q[k];
     }
 }
 
@@ -256,18 +311,20 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
     // that was 1.1–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
     const bool split = batch == 1 && (!int8 || nth > 1);
-    constexpr Index parts = detail::kSplitParts;
     std::int32_t *part1 = nullptr, *part2 = nullptr;
     float *fpart1 = nullptr, *fpart2 = nullptr;
     if (split && int8) {
-        part1 = detail::grow(S.part1, (parts - 1) * r16);
-        part2 = detail::grow(S.part2, (parts - 1) * m16);
+        part1 = detail::grow(S.part1, r16);
+        part2 = detail::grow(S.part2, m16);
     } else if (split) {
-        fpart1 = detail::grow(S.fpart1, (parts - 1) * r16);
-        fpart2 = detail::grow(S.fpart2, (parts - 1) * m16);
+        fpart1 = detail::grow(S.fpart1, r16);
+        fpart2 = detail::grow(S.fpart2, m16);
     }
     const float* s_mid = L.s_mid.data();
     const float* s_out = L.s_out.data();
+    // The barrier of this call's team (see SpinBarrier: no OpenMP construct inside the region). A call
+    // made inside a caller's parallel region is serial (nthreads = 1) and never waits.
+    detail::SpinBarrier barrier;
     // The GEMMs of fewer than kTokensPerThread tokens per thread (and the int8 GEMV on one thread):
     // each thread owns whole row blocks of each stage; the two stages meet at a barrier.
     auto body = [&](int tid, int nthreads) {
@@ -286,23 +343,15 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
                     detail::scale_into(t + b * rp, s_mid, fscale[b], d1 + b * r16, k0, k1);
             }
         }
-        // The rank vector t is complete once every thread is done with stage 1. The OpenMP
-        // constructs run only in this call's own team: a call made inside a caller's parallel region
-        // is serial (nthreads = 1), and a barrier or worksharing loop there would bind to the
-        // caller's team.
-        const auto quantize_t = [&](Index b) {
-            fscale[batch + b] = K.quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
-        };
-        if (nthreads > 1) {
-#ifdef _OPENMP
-#pragma omp barrier
-            if (int8) {
-#pragma omp for schedule(static)
-                for (Index b = 0; b < batch; ++b) quantize_t(b);
-            }
-#endif
-        } else if (int8) {
-            for (Index b = 0; b < batch; ++b) quantize_t(b);
+        // The rank vector t is complete once every thread is done with stage 1; int8 then quantizes
+        // it, each thread its share of the tokens.
+        barrier.wait(nthreads);
+        if (int8) {
+            Index b0, b1;
+            detail::block_range(batch, tid, nthreads, b0, b1);
+            for (Index b = b0; b < b1; ++b)
+                fscale[batch + b] = K.quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
+            barrier.wait(nthreads);
         }
         detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
         if (e > a) {
@@ -319,57 +368,45 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
         }
     };
-    // The GEMVs split by column words (split): partial sums per stage, then the sums of each row added
-    // up. Int8: one thread adds up t and quantizes it. Float32: each thread its rows of t. With one
-    // thread (maybe inside a caller's parallel region) no OpenMP construct is used (see body).
+    // The GEMVs split by column words (split): two partial sums per stage. After stage 1 every thread
+    // adds up the whole rank vector t (r entries, against r·n sign-adds in the stage) into its own
+    // scratch, and int8 quantizes it there, rather than each thread its rows followed by a second
+    // barrier; after stage 2 each thread adds up its rows of y. Two barriers in all.
     auto body_split = [&](int tid, int nthreads) {
         const Index pieces = nthreads;
-        const auto sync = [&] {
-#ifdef _OPENMP
-            if (nthreads > 1) {
-#pragma omp barrier
-            }
-#endif
-        };
-        // Adds up this thread's rows [k0, k1) of a split stage's sums (the first `rows` of them count),
-        // then write(k0, k1).
-        const auto own_rows = [&](const TiledSigns& S, Index rows, auto* sums, const auto* part, Index ld,
-                                  const auto& write) {
+        // This thread's rank vector: the caller's scratch on thread 0, a worker's own on the others.
+        detail::GemvScratch& mine = detail::gemv_scratch();
+        float* tt = tid == 0 ? t : detail::grow(mine.t, rp);
+        // Adds up this thread's rows of stage 2's two parts and writes y (scaled by `step` for int8).
+        const auto finish_rows = [&](const auto* sums, const auto* part, const auto& write) {
             Index a, e;
-            detail::block_range(S.row_blocks, tid, nthreads, a, e);
-            const Index k0 = kTileRows * a, k1 = std::min(kTileRows * e, rows);
-            if (k1 <= k0) return;
-            detail::add_partials(sums, part, ld, parts, k0, k1);
-            write(k0, k1);
+            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
+            const Index i0 = kTileRows * a, i1 = std::min(kTileRows * e, m);
+            if (i1 > i0) write(sums, part, i0, i1);
         };
         if (int8) {
-            detail::split_stage(K, L.vt, q1, parts, pieces, tid, nthreads, d1, part1, r16);
-            sync();
-            const auto finish_t = [&] {
-                detail::add_partials(d1, part1, r16, parts, 0, r);
-                detail::scale_into(t, s_mid, fscale[0], d1, 0, r);
-                fscale[1] = K.quantize_i8(t, r, rp, q2, qsum);
-            };
-            if (nthreads > 1) {
-#ifdef _OPENMP
-#pragma omp single
-                finish_t();
-#endif
-            } else {
-                finish_t();
-            }
-            detail::split_stage(K, L.u, q2, parts, pieces, tid, nthreads, d2, part2, m16);
-            sync();
-            own_rows(L.u, m, d2, part2, m16,
-                     [&](Index i0, Index i1) { detail::scale_into(Y, s_out, fscale[1], d2, i0, i1); });
+            detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
+            barrier.wait(nthreads);
+            std::int8_t* qt = tid == 0 ? q2 : detail::grow(mine.q2, rp);
+            std::int32_t unused_qsum;
+            detail::sum_scale_into(tt, s_mid, fscale[0], d1, part1, 0, r);
+            const float step = K.quantize_i8(tt, r, rp, qt, &unused_qsum);
+            if (tid == 0) fscale[1] = step;
+            detail::split_stage(K, L.u, qt, pieces, tid, nthreads, d2, part2);
+            barrier.wait(nthreads);
+            finish_rows(d2, part2, [&](const std::int32_t* a, const std::int32_t* b, Index i0, Index i1) {
+                detail::sum_scale_into(Y, s_out, step, a, b, i0, i1);
+            });
         } else {
-            detail::split_stage(K, L.vt, xs, parts, pieces, tid, nthreads, o1, fpart1, r16);
-            sync();
-            own_rows(L.vt, r, o1, fpart1, r16, [&](Index k0, Index k1) { detail::scale_into(t, s_mid, o1, k0, k1); });
-            sync();
-            detail::split_stage(K, L.u, t, parts, pieces, tid, nthreads, o2, fpart2, m16);
-            sync();
-            own_rows(L.u, m, o2, fpart2, m16, [&](Index i0, Index i1) { detail::scale_into(Y, s_out, o2, i0, i1); });
+            detail::split_stage(K, L.vt, xs, pieces, tid, nthreads, o1, fpart1);
+            barrier.wait(nthreads);
+            detail::sum_scale_into(tt, s_mid, o1, fpart1, 0, r);
+            std::fill(tt + r, tt + rp, 0.0f);
+            detail::split_stage(K, L.u, tt, pieces, tid, nthreads, o2, fpart2);
+            barrier.wait(nthreads);
+            finish_rows(o2, fpart2, [&](const float* a, const float* b, Index i0, Index i1) {
+                detail::sum_scale_into(Y, s_out, a, b, i0, i1);
+            });
         }
     };
     // The GEMMs of at least kTokensPerThread tokens per thread: each thread takes a contiguous share of
