@@ -105,6 +105,17 @@ inline void sum_scale_into(float* dst, const float* scale, const float* a, const
     for (Index i = lo; i < hi; ++i) dst[i] = scale[i] * (a[i] + b[i]);
 }
 
+/// Prefetches the lines of v[lo, hi) (a layer's scales, cold in DRAM like its signs, wanted right
+/// after a barrier: prefetched before it, their latency overlaps the wait).
+inline void prefetch_range(const float* v, Index lo, Index hi)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (Index i = lo; i < hi; i += 16) __builtin_prefetch(v + i, 0, 3);
+#else
+    (void)v, (void)lo, (void)hi;
+#endif
+}
+
 /// Per-thread scratch reused across calls (grown, never shrunk).
 struct GemvScratch {
     AlignedVector<float> xs, t, o1, o2, fscale, fpart1, fpart2;
@@ -378,14 +389,15 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         detail::GemvScratch& mine = detail::gemv_scratch();
         float* tt = tid == 0 ? t : detail::grow(mine.t, rp);
         // Adds up this thread's rows of stage 2's two parts and writes y (scaled by `step` for int8).
+        Index ra, re;
+        detail::block_range(L.u.row_blocks, tid, nthreads, ra, re);
+        const Index i0 = std::min(kTileRows * ra, m), i1 = std::min(kTileRows * re, m);
         const auto finish_rows = [&](const auto* sums, const auto* part, const auto& write) {
-            Index a, e;
-            detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
-            const Index i0 = kTileRows * a, i1 = std::min(kTileRows * e, m);
             if (i1 > i0) write(sums, part, i0, i1);
         };
         if (int8) {
             detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
+            detail::prefetch_range(s_mid, 0, r);
             barrier.wait(nthreads);
             std::int8_t* qt = tid == 0 ? q2 : detail::grow(mine.q2, rp);
             std::int32_t unused_qsum;
@@ -393,16 +405,19 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             const float step = K.quantize_i8(tt, r, rp, qt, &unused_qsum);
             if (tid == 0) fscale[1] = step;
             detail::split_stage(K, L.u, qt, pieces, tid, nthreads, d2, part2);
+            detail::prefetch_range(s_out, i0, i1);
             barrier.wait(nthreads);
             finish_rows(d2, part2, [&](const std::int32_t* a, const std::int32_t* b, Index i0, Index i1) {
                 detail::sum_scale_into(Y, s_out, step, a, b, i0, i1);
             });
         } else {
             detail::split_stage(K, L.vt, xs, pieces, tid, nthreads, o1, fpart1);
+            detail::prefetch_range(s_mid, 0, r);
             barrier.wait(nthreads);
             detail::sum_scale_into(tt, s_mid, o1, fpart1, 0, r);
             std::fill(tt + r, tt + rp, 0.0f);
             detail::split_stage(K, L.u, tt, pieces, tid, nthreads, o2, fpart2);
+            detail::prefetch_range(s_out, i0, i1);
             barrier.wait(nthreads);
             finish_rows(o2, fpart2, [&](const float* a, const float* b, Index i0, Index i1) {
                 detail::sum_scale_into(Y, s_out, a, b, i0, i1);
