@@ -147,15 +147,26 @@ inline void cpu_relax()
 /// The barrier between the stages of one gemm() call, shared by the threads of its parallel region
 /// (all of them call wait() with the team's size). `#pragma omp barrier` in GCC's libgomp ends every
 /// crossing with a futex_wake system call; on the Zen 5 VM a system call costs about 1 µs and a
-/// barrier about 1.4 µs, against ~0.5 µs for a cache line's round trip between the two cores. This
-/// one is a counter and a generation in their own cache lines, with no system call: the last thread
-/// to arrive resets the counter and bumps the generation, the others spin on it (PAUSE) and, after
-/// kSpins rounds, yield the core at every round (more threads than cores).
-class SpinBarrier {
+/// barrier about 1.4 µs, against ~0.5 µs for a cache line's round trip between the two cores. When
+/// the team fits the machine's processors (`spin`), this one is a counter and a generation in their
+/// own cache lines, with no system call: the last thread to arrive resets the counter and bumps the
+/// generation, the others spin on it (PAUSE) and, after kSpins rounds (1.3 ms at Zen 5's 20 ns per
+/// PAUSE; libgomp spins 300 000 rounds before it sleeps), yield the core at every round. A team
+/// larger than the processors meets at OpenMP's barrier instead: there some threads wait for a core
+/// while others spin (3–8 threads on 2 cores: 5–9× slower with this barrier).
+class TeamBarrier {
 public:
+    explicit TeamBarrier(bool spin) : spin_(spin) {}
+
     void wait(int nthreads)
     {
         if (nthreads <= 1) return;
+#ifdef _OPENMP
+        if (!spin_) {
+#pragma omp barrier
+            return;
+        }
+#endif
         const unsigned g = gen_.load(std::memory_order_acquire);
         if (count_.fetch_add(1, std::memory_order_acq_rel) == nthreads - 1) {
             count_.store(0, std::memory_order_relaxed);
@@ -173,9 +184,10 @@ public:
     }
 
 private:
-    static constexpr int kSpins = 1 << 14;
+    static constexpr int kSpins = 1 << 16;
     alignas(64) std::atomic<int> count_{0};
     alignas(64) std::atomic<unsigned> gen_{0};
+    bool spin_;
 };
 
 /// Tokens per thread from which a GEMM on several threads splits the tokens rather than the rows (2
@@ -333,9 +345,14 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     }
     const float* s_mid = L.s_mid.data();
     const float* s_out = L.s_out.data();
-    // The barrier of this call's team (see SpinBarrier: no OpenMP construct inside the region). A call
-    // made inside a caller's parallel region is serial (nthreads = 1) and never waits.
-    detail::SpinBarrier barrier;
+    // The barrier of this call's team (see TeamBarrier). A call made inside a caller's parallel region
+    // is serial (nthreads = 1), never waits, and so uses no OpenMP construct: a barrier there would
+    // bind to the caller's team.
+#ifdef _OPENMP
+    detail::TeamBarrier barrier(nth <= omp_get_num_procs());
+#else
+    detail::TeamBarrier barrier(true);
+#endif
     // The GEMMs of fewer than kTokensPerThread tokens per thread (and the int8 GEMV on one thread):
     // each thread owns whole row blocks of each stage; the two stages meet at a barrier.
     auto body = [&](int tid, int nthreads) {
