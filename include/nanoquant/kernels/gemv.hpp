@@ -190,6 +190,16 @@ private:
     bool spin_;
 };
 
+#ifdef _OPENMP
+/// omp_get_num_procs() as of the first call: libgomp asks the kernel for the thread's affinity mask
+/// (a sched_getaffinity system call, ~1 µs on the Zen 5 VM) every time.
+inline int num_procs()
+{
+    static const int procs = omp_get_num_procs();
+    return procs;
+}
+#endif
+
 /// Tokens per thread from which a GEMM on several threads splits the tokens rather than the rows (2
 /// threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs: batch 4 row split faster, 222
 /// against 231 µs int8, 276 against 361 µs float32; batch 8 even; batch 16 and 32 token split faster,
@@ -349,7 +359,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // is serial (nthreads = 1), never waits, and so uses no OpenMP construct: a barrier there would
     // bind to the caller's team.
 #ifdef _OPENMP
-    detail::TeamBarrier barrier(nth <= omp_get_num_procs());
+    detail::TeamBarrier barrier(nth <= detail::num_procs());
 #else
     detail::TeamBarrier barrier(true);
 #endif
