@@ -273,6 +273,43 @@ TEST_CASE("exact float path gives identical results for any thread count", "[ker
     }
 }
 
+TEST_CASE("the stage barrier lets no thread into a phase before every thread has left the last one",
+          "[kernels][threads]")
+{
+#ifdef _OPENMP
+    // Phase k: every thread writes k into its slot, meets the others, checks that every slot holds k,
+    // meets them again. A thread let through early sees k - 1 somewhere (or overwrites a slot with
+    // k + 1 before another thread checked it). Spinning (the team fits the processors) and OpenMP's
+    // barrier (it does not) both, with teams of 2, 3 and 4.
+    for (const bool spin : {true, false}) {
+        for (int n : {2, 3, 4}) {
+            if (spin && n > omp_get_num_procs()) continue;  // spinning on a shared core is only slow
+            nanoquant::kernels::detail::TeamBarrier barrier(spin);
+            std::vector<int> slot(std::size_t(n), -1);
+            int wrong = 0, team = 0;
+            constexpr int kPhases = 2000;
+#pragma omp parallel num_threads(n) reduction(+ : wrong)
+            {
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+                team = nt;
+                for (int k = 0; k < kPhases; ++k) {
+                    slot[std::size_t(t)] = k;
+                    barrier.wait(nt);
+                    for (int u = 0; u < nt; ++u) wrong += slot[std::size_t(u)] != k;
+                    barrier.wait(nt);
+                }
+            }
+            INFO("spin " << spin << " team " << team << " of " << n);
+            REQUIRE(wrong == 0);
+            for (int u = 0; u < team; ++u) REQUIRE(slot[std::size_t(u)] == kPhases - 1);
+        }
+    }
+#else
+    SUCCEED("built without OpenMP: gemm() runs on one thread and never waits");
+#endif
+}
+
 TEST_CASE("calls made concurrently inside a caller's parallel region are independent", "[kernels][threads]")
 {
 #ifdef _OPENMP
