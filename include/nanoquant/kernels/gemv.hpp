@@ -166,6 +166,8 @@ public:
 #pragma omp barrier
             return;
         }
+#else
+        (void)spin_;
 #endif
         const unsigned g = gen_.load(std::memory_order_acquire);
         if (count_.fetch_add(1, std::memory_order_acq_rel) == nthreads - 1) {
@@ -415,13 +417,10 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         // This thread's rank vector: the caller's scratch on thread 0, a worker's own on the others.
         detail::GemvScratch& mine = detail::gemv_scratch();
         float* tt = tid == 0 ? t : detail::grow(mine.t, rp);
-        // Adds up this thread's rows of stage 2's two parts and writes y (scaled by `step` for int8).
+        // This thread's rows [i0, i1) of y: it adds up stage 2's two parts there and writes them.
         Index ra, re;
         detail::block_range(L.u.row_blocks, tid, nthreads, ra, re);
         const Index i0 = std::min(kTileRows * ra, m), i1 = std::min(kTileRows * re, m);
-        const auto finish_rows = [&](const auto* sums, const auto* part, const auto& write) {
-            if (i1 > i0) write(sums, part, i0, i1);
-        };
         if (int8) {
             detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
             detail::prefetch_range(s_mid, 0, r);
@@ -434,9 +433,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             detail::split_stage(K, L.u, qt, pieces, tid, nthreads, d2, part2);
             detail::prefetch_range(s_out, i0, i1);
             barrier.wait(nthreads);
-            finish_rows(d2, part2, [&](const std::int32_t* a, const std::int32_t* b, Index i0, Index i1) {
-                detail::sum_scale_into(Y, s_out, step, a, b, i0, i1);
-            });
+            if (i1 > i0) detail::sum_scale_into(Y, s_out, step, d2, part2, i0, i1);
         } else {
             detail::split_stage(K, L.vt, xs, pieces, tid, nthreads, o1, fpart1);
             detail::prefetch_range(s_mid, 0, r);
@@ -446,9 +443,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             detail::split_stage(K, L.u, tt, pieces, tid, nthreads, o2, fpart2);
             detail::prefetch_range(s_out, i0, i1);
             barrier.wait(nthreads);
-            finish_rows(o2, fpart2, [&](const float* a, const float* b, Index i0, Index i1) {
-                detail::sum_scale_into(Y, s_out, a, b, i0, i1);
-            });
+            if (i1 > i0) detail::sum_scale_into(Y, s_out, o2, fpart2, i0, i1);
         }
     };
     // The GEMMs of at least kTokensPerThread tokens per thread: each thread takes a contiguous share of
@@ -497,6 +492,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             else if (by_tokens) body_tokens(omp_get_thread_num(), omp_get_num_threads());
             else body(omp_get_thread_num(), omp_get_num_threads());
         }
+#else
+        (void)body_tokens, (void)by_tokens;  // nth is 1 without OpenMP
 #endif
     }
     if (int8) {

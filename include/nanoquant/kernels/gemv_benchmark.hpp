@@ -131,9 +131,9 @@ inline std::uint64_t read_signs(const PackedLayer& L, int threads)
         const std::size_t e = lines * std::size_t(tid + 1) / std::size_t(nth);
         return detail::xor_lines(reinterpret_cast<const unsigned char*>(T.words.data()) + 64 * a, 64 * (e - a));
     };
-    std::uint64_t acc = 0;
 #ifdef _OPENMP
     if (threads > 1) {
+        std::uint64_t acc = 0;
 #pragma omp parallel num_threads(threads) reduction(^ : acc)
         acc ^= part(L.vt, omp_get_thread_num(), omp_get_num_threads()) ^
                part(L.u, omp_get_thread_num(), omp_get_num_threads());
@@ -214,7 +214,6 @@ double time_call_us(Fn&& fn, double min_seconds, std::size_t& counter)
 /// Dense y = W x (or Y = W X) with output rows split over `threads` (row-major W).
 inline void dense_apply(const RowMajorMatrix<float>& W, const Matrix<float>& X, Matrix<float>& Y, int threads)
 {
-    const Index m = W.rows();
     if (threads <= 1) {
         if (X.cols() == 1) Y.col(0).noalias() = W * X.col(0);
         else Y.noalias() = W * X;
@@ -224,7 +223,7 @@ inline void dense_apply(const RowMajorMatrix<float>& W, const Matrix<float>& X, 
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        const Index a = m * tid / nth, e = m * (tid + 1) / nth;
+        const Index m = W.rows(), a = m * tid / nth, e = m * (tid + 1) / nth;
         if (X.cols() == 1) Y.col(0).segment(a, e - a).noalias() = W.middleRows(a, e - a) * X.col(0);
         else Y.middleRows(a, e - a).noalias() = W.middleRows(a, e - a) * X;
     }
