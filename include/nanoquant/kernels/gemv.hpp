@@ -269,6 +269,32 @@ inline void split_stage(const KernelTable& K, const TiledSigns& S, const In* in,
     }
 }
 
+/// Prefetches the first tiles a thread reads in a stage, row blocks [a, e) of column words [c0, c1):
+/// up to kPrefetchBytes over the first two words (the kernels' first streams). Issued before work the
+/// thread does anyway (quantizing the input, waiting at a barrier), so that the DRAM latency of the
+/// stage's start overlaps it; the kernels' own prefetches take over from there.
+inline void prefetch_stage_start(const TiledSigns& S, Index c0, Index c1, Index a, Index e)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const Index tiles = std::min(e - a, prefetch_tiles(2));
+    for (Index c = c0; c < std::min(c1, c0 + 2); ++c)
+        for (Index R = a; R < a + tiles; ++R) __builtin_prefetch(S.words.data() + (c * S.row_blocks + R) * kTileRows, 0, 3);
+#else
+    (void)S, (void)c0, (void)c1, (void)a, (void)e;
+#endif
+}
+
+/// prefetch_stage_start() for thread `tid`'s first item of split_stage().
+inline void prefetch_split_start(const TiledSigns& S, Index pieces, int tid, int nth)
+{
+    Index i0, i1, c0, c1, a, e;
+    block_range(kSplitParts * pieces, tid, nth, i0, i1);
+    if (i1 <= i0) return;
+    col_word_range(S.col_words, i0 / pieces, kSplitParts, c0, c1);
+    block_range(S.row_blocks, i0 % pieces, pieces, a, e);
+    prefetch_stage_start(S, c0, c1, a, e);
+}
+
 inline void check_layer_io(const PackedLayer& L, Index batch, Index ldx, Index ldy, const GemvOptions& opt)
 {
     constexpr const char* where = "nanoquant::kernels::gemm";
@@ -305,6 +331,26 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     std::int8_t* q2 = nullptr;
     std::int32_t *d1 = nullptr, *d2 = nullptr, *qsum = nullptr;
 
+    int nth = opt.num_threads;
+#ifdef _OPENMP
+    if (nth == 0) nth = omp_get_max_threads();
+    if (omp_in_parallel()) nth = 1;
+#else
+    nth = 1;
+#endif
+    nth = std::max(1, nth);
+    // The GEMVs split each stage into two halves of its column words (split_stage), each cut into one
+    // piece of rows per thread, and add the two partial sums in a fixed order: float32 always, whatever
+    // the thread count, so that its sums are grouped the same way for any thread count; int8 on
+    // several threads (int32 sums are exact: any split gives the same result). With 2 threads each
+    // thread reads one half, one contiguous block: split by rows only, each thread read short runs of
+    // every column word, and on the Zen 5 VM a 2944 × 4096 int8 stage took 58 µs that way with 2
+    // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
+    // that was 1.1–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
+    const bool split = batch == 1 && (!int8 || nth > 1);
+    // Thread 0 (this one)'s first tiles of stage 1 come in while it prepares the input.
+    if (split) detail::prefetch_split_start(L.vt, nth, 0, nth);
+    else if (batch == 1) detail::prefetch_stage_start(L.vt, 0, L.vt.col_words, 0, L.vt.row_blocks);
     for (Index b = 0; b < batch; ++b) {
         float* xb = xs + b * np;
         const float* in = X + b * ldx;
@@ -329,23 +375,6 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         o2 = detail::grow(S.o2, batch * m16);
     }
 
-    int nth = opt.num_threads;
-#ifdef _OPENMP
-    if (nth == 0) nth = omp_get_max_threads();
-    if (omp_in_parallel()) nth = 1;
-#else
-    nth = 1;
-#endif
-    nth = std::max(1, nth);
-    // The GEMVs split each stage into two halves of its column words (split_stage), each cut into one
-    // piece of rows per thread, and add the two partial sums in a fixed order: float32 always, whatever
-    // the thread count, so that its sums are grouped the same way for any thread count; int8 on
-    // several threads (int32 sums are exact: any split gives the same result). With 2 threads each
-    // thread reads one half, one contiguous block: split by rows only, each thread read short runs of
-    // every column word, and on the Zen 5 VM a 2944 × 4096 int8 stage took 58 µs that way with 2
-    // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
-    // that was 1.1–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
-    const bool split = batch == 1 && (!int8 || nth > 1);
     std::int32_t *part1 = nullptr, *part2 = nullptr;
     float *fpart1 = nullptr, *fpart2 = nullptr;
     if (split && int8) {
@@ -384,7 +413,10 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             }
         }
         // The rank vector t is complete once every thread is done with stage 1; int8 then quantizes
-        // it, each thread its share of the tokens.
+        // it, each thread its share of the tokens. (The GEMV's first tiles of stage 2 come in
+        // meanwhile.)
+        detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
+        if (batch == 1) detail::prefetch_stage_start(L.u, 0, L.u.col_words, a, e);
         barrier.wait(nthreads);
         if (int8) {
             Index b0, b1;
@@ -393,7 +425,6 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
                 fscale[batch + b] = K.quantize_i8(t + b * rp, r, rp, q2 + b * rp, qsum + b);
             barrier.wait(nthreads);
         }
-        detail::block_range(L.u.row_blocks, tid, nthreads, a, e);
         if (e > a) {
             const Index i0 = 16 * a, i1 = std::min(16 * e, m);
             const std::uint32_t* T2 = L.u.words.data();
@@ -424,6 +455,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         if (int8) {
             detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
             detail::prefetch_range(s_mid, 0, r);
+            detail::prefetch_split_start(L.u, pieces, tid, nthreads);
             barrier.wait(nthreads);
             std::int8_t* qt = tid == 0 ? q2 : detail::grow(mine.q2, rp);
             std::int32_t unused_qsum;
@@ -437,6 +469,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         } else {
             detail::split_stage(K, L.vt, xs, pieces, tid, nthreads, o1, fpart1);
             detail::prefetch_range(s_mid, 0, r);
+            detail::prefetch_split_start(L.u, pieces, tid, nthreads);
             barrier.wait(nthreads);
             detail::sum_scale_into(tt, s_mid, o1, fpart1, 0, r);
             std::fill(tt + r, tt + rp, 0.0f);
