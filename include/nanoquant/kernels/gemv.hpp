@@ -452,30 +452,34 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         Index ra, re;
         detail::block_range(L.u.row_blocks, tid, nthreads, ra, re);
         const Index i0 = std::min(kTileRows * ra, m), i1 = std::min(kTileRows * re, m);
-        if (int8) {
-            detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
+        // The two barriers; before each, this thread prefetches what it reads right after it.
+        const auto meet_after_stage1 = [&] {
             detail::prefetch_range(s_mid, 0, r);
             detail::prefetch_split_start(L.u, pieces, tid, nthreads);
             barrier.wait(nthreads);
+        };
+        const auto meet_after_stage2 = [&] {
+            detail::prefetch_range(s_out, i0, i1);
+            barrier.wait(nthreads);
+        };
+        if (int8) {
+            detail::split_stage(K, L.vt, q1, pieces, tid, nthreads, d1, part1);
+            meet_after_stage1();
             std::int8_t* qt = tid == 0 ? q2 : detail::grow(mine.q2, rp);
             std::int32_t unused_qsum;
             detail::sum_scale_into(tt, s_mid, fscale[0], d1, part1, 0, r);
             const float step = K.quantize_i8(tt, r, rp, qt, &unused_qsum);
             if (tid == 0) fscale[1] = step;
             detail::split_stage(K, L.u, qt, pieces, tid, nthreads, d2, part2);
-            detail::prefetch_range(s_out, i0, i1);
-            barrier.wait(nthreads);
+            meet_after_stage2();
             if (i1 > i0) detail::sum_scale_into(Y, s_out, step, d2, part2, i0, i1);
         } else {
             detail::split_stage(K, L.vt, xs, pieces, tid, nthreads, o1, fpart1);
-            detail::prefetch_range(s_mid, 0, r);
-            detail::prefetch_split_start(L.u, pieces, tid, nthreads);
-            barrier.wait(nthreads);
+            meet_after_stage1();
             detail::sum_scale_into(tt, s_mid, o1, fpart1, 0, r);
             std::fill(tt + r, tt + rp, 0.0f);
             detail::split_stage(K, L.u, tt, pieces, tid, nthreads, o2, fpart2);
-            detail::prefetch_range(s_out, i0, i1);
-            barrier.wait(nthreads);
+            meet_after_stage2();
             if (i1 > i0) detail::sum_scale_into(Y, s_out, o2, fpart2, i0, i1);
         }
     };
