@@ -338,27 +338,26 @@ NANOQUANT_TARGET_AVX512 inline void pair_tables(const std::int8_t* Q, Index ldq,
     }
 }
 
-/// Int16 lane 2i = the low 16 bits of a's dword i, lane 2i + 1 = those of b's.
-NANOQUANT_TARGET_AVX512 inline __m512i pair_join(__m512i a, __m512i b)
-{
-    return _mm512_mask_blend_epi16(0xAAAAAAAAu, a, _mm512_slli_epi32(b, 16));
-}
-
 /// The 13 group indices of a row pair over one strip: rows 16·RA + i in the even int16 lanes 2i,
 /// rows 16·RB + i in the odd lanes 2i + 1, group g's 5 sign bits in the low bits of each lane (VPERMW
 /// reads only bits 0..4; group 12 has bit 4 clear). a0/a1: RA's tiles of the strip's two words,
-/// b0/b1: RB's.
+/// b0/b1: RB's. The tiles are first cut into four registers of 16-bit halves (columns 0..15, 16..31,
+/// 32..47, 48..63, RA's in the even lanes and RB's in the odd ones); a group is then one 16-bit shift
+/// of a half, or two and an OR where it straddles two halves (groups 3, 6 and 9): 25 instructions
+/// instead of 54 for joining the rows after each group's 32-bit shifts (4096×4096 at batch 32, int8,
+/// hot, one process alternating the two: 1 thread 1.3–1.8 % faster, 2 threads 1.8–4.7 %).
 NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i b0, __m512i b1, __m512i* idx)
 {
+    const __mmask32 odd = 0xAAAAAAAAu;
+    const __m512i half[4] = {_mm512_mask_blend_epi16(odd, a0, _mm512_slli_epi32(b0, 16)),
+                             _mm512_mask_blend_epi16(odd, _mm512_srli_epi32(a0, 16), b0),
+                             _mm512_mask_blend_epi16(odd, a1, _mm512_slli_epi32(b1, 16)),
+                             _mm512_mask_blend_epi16(odd, _mm512_srli_epi32(a1, 16), b1)};
 #pragma GCC unroll 13
     for (int g = 0; g < kPairGroups; ++g) {
-        if (g < 6)
-            idx[g] = pair_join(_mm512_srli_epi32(a0, 5 * g), _mm512_srli_epi32(b0, 5 * g));
-        else if (g == 6)  // columns 30..34 straddle the two words
-            idx[g] = pair_join(_mm512_or_si512(_mm512_srli_epi32(a0, 30), _mm512_slli_epi32(a1, 2)),
-                               _mm512_or_si512(_mm512_srli_epi32(b0, 30), _mm512_slli_epi32(b1, 2)));
-        else
-            idx[g] = pair_join(_mm512_srli_epi32(a1, 5 * g - 32), _mm512_srli_epi32(b1, 5 * g - 32));
+        const int k = 5 * g / 16, s = 5 * g % 16;  // group g starts at bit s of half k
+        const __m512i lo = _mm512_srli_epi16(half[k], s);
+        idx[g] = s > 11 && k < 3 ? _mm512_or_si512(lo, _mm512_slli_epi16(half[k + 1], 16 - s)) : lo;
     }
 }
 
