@@ -343,7 +343,7 @@ NANOQUANT_TARGET_AVX512 inline void pair_tables(const std::int8_t* Q, Index ldq,
 /// reads only bits 0..4; group 12 has bit 4 clear). a0/a1: RA's tiles of the strip's two words,
 /// b0/b1: RB's. The tiles are first cut into four registers of 16-bit halves (columns 0..15, 16..31,
 /// 32..47, 48..63, RA's in the even lanes and RB's in the odd ones); a group is then one 16-bit shift
-/// of a half, or two and an OR where it straddles two halves (groups 3, 6 and 9): 25 instructions
+/// of a half, or two and an OR where it straddles two halves (groups 3, 6 and 9): 26 instructions
 /// instead of 54 for joining the rows after each group's 32-bit shifts (4096×4096 at batch 32, int8,
 /// hot, one process alternating the two: 1 thread 1.3–1.8 % faster, 2 threads 1.8–4.7 %).
 NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i b0, __m512i b1, __m512i* idx)
@@ -357,7 +357,7 @@ NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i
     for (int g = 0; g < kPairGroups; ++g) {
         const int k = 5 * g / 16, s = 5 * g % 16;  // group g starts at bit s of half k
         const __m512i lo = _mm512_srli_epi16(half[k], s);
-        idx[g] = s > 11 && k < 3 ? _mm512_or_si512(lo, _mm512_slli_epi16(half[k + 1], 16 - s)) : lo;
+        idx[g] = s + 5 > 16 && k < 3 ? _mm512_or_si512(lo, _mm512_slli_epi16(half[k + 1], 16 - s)) : lo;
     }
 }
 
