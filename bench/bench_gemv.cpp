@@ -208,7 +208,9 @@ void register_all()
                                 ->MinTime(0.2);
                         for (KernelTarget t : targets)
                             for (Precision p : {Precision::Float32, Precision::Int8}) {
-                                if (t != targets.back() && batch > 1) continue;  // fallbacks: batch 1 only
+                                // at batch > 1 only the best target's kernels; each kernel under its owner's name
+                                if (batch > 1 && t != kernel_owner(targets.back(), p, true)) continue;
+                                if (kernel_owner(t, p, batch > 1) != t) continue;
                                 const std::string name = std::string("gemv/") + target_name(t) +
                                                          (p == Precision::Float32 ? "-f32/" : "-int8/") + shape +
                                                          "/r" + std::to_string(r) + suffix;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <nanoquant/kernels/gemv.hpp>
@@ -197,7 +198,7 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
     // the int16 worst case (32512 over 4 strips of n = 513; 5 strips would overflow, and fail here).
     const auto tables = all_tables();
     std::uint64_t seed = 9100;
-    for (Index batch : {2, 5, 16, 17, 28, 32, 33, 59, 70}) {
+    for (Index batch : {2, 5, 16, 17, 28, 32, 33, 59, 70, 100}) {
         for (auto [m, n, r] : {std::array<Index, 3>{33, 129, 17}, std::array<Index, 3>{130, 513, 65},
                                std::array<Index, 3>{16, 64, 1}, std::array<Index, 3>{4200, 70, 130}}) {
             const auto f = nqtest::random_factorization(m, n, r, batch % 2 == 1, ++seed);
@@ -214,7 +215,8 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
             const Matrix<float> ref = gemm(L, X, opt);
             const Matrix<float> ref2 = gemm(L, X2, opt);
             for (const KernelTable* K : tables) {
-                // 2 threads split the tokens from 16 on, 3 threads from 24 on (kTokensPerThread).
+                // 2 threads split the tokens from 16 on, 3 threads from 24 on (lookup-table kernels; amx from
+                // 64 and 96: i8_tokens_per_thread).
                 for (int threads : {1, 2, 3}) {
                     opt.kernels = K;
                     opt.num_threads = threads;
@@ -223,6 +225,45 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
                     REQUIRE(bit_equal(gemm(L, X, opt), ref));
                     REQUIRE(bit_equal(gemm(L, X2, opt), ref2));
                 }
+            }
+        }
+    }
+}
+
+TEST_CASE("batched int8 kernels on raw tiles: any row range, token count and stride; nothing else written",
+          "[kernels][int8]")
+{
+    // Straight at the kernel: the AMX variant packs tokens in groups of 16 (pairs of groups, a lone
+    // group, a last group of fewer rows), pairs row blocks (an odd range ends with one), and reads
+    // the activations with any stride (4096 puts a tile's 16 rows in one cache set). Entries outside
+    // the range keep a sentinel no sum can equal (|sum| <= 127 · 4096).
+    std::uint64_t seed = 77;
+    const KernelTable& S = kernel_table(KernelTarget::Scalar);
+    for (Index batch : {1, 2, 15, 16, 17, 31, 32, 33, 48, 50}) {
+        for (auto [row_blocks, col_words, a, e] :
+             {std::array<Index, 4>{1, 2, 0, 1}, std::array<Index, 4>{5, 4, 1, 4}, std::array<Index, 4>{6, 6, 0, 6},
+              std::array<Index, 4>{7, 128, 2, 7}}) {
+            const Index ldq = batch % 3 == 0 ? 4096 : 32 * col_words + 64 * (batch % 2);
+            nanoquant::detail::Rng rng(++seed);
+            AlignedVector<std::uint32_t> tiles(std::size_t(col_words * row_blocks * 16));
+            for (auto& w : tiles) w = std::uint32_t(rng.next_u64());
+            AlignedVector<std::int8_t> Q(std::size_t(batch * ldq));
+            for (auto& q : Q) q = std::int8_t(int(rng.below(255)) - 127);
+            if (batch > 2)  // the extremes: a token of all +127, one of all −127
+                for (Index j = 0; j < 32 * col_words; ++j) Q[std::size_t(j)] = 127, Q[std::size_t(ldq + j)] = -127;
+            const Index ldo = 16 * row_blocks + 16;
+            constexpr std::int32_t kUnset = std::numeric_limits<std::int32_t>::min();
+            AlignedVector<std::int32_t> ref(std::size_t(batch * ldo), kUnset);
+            S.dot_i8_batch(tiles.data(), row_blocks, col_words, a, e, Q.data(), ldq, batch, ref.data(), ldo);
+            for (Index b = 0; b < batch; ++b)
+                for (Index i = 0; i < ldo; ++i)
+                    REQUIRE((ref[std::size_t(b * ldo + i)] == kUnset) == (i < 16 * a || i >= 16 * e));
+            for (const KernelTable* K : all_tables()) {
+                INFO("variant " << K->name << " batch " << batch << " row blocks [" << a << ", " << e << ") of "
+                                << row_blocks << ", " << col_words << " column words, ldq " << ldq);
+                AlignedVector<std::int32_t> out(ref.size(), kUnset);
+                K->dot_i8_batch(tiles.data(), row_blocks, col_words, a, e, Q.data(), ldq, batch, out.data(), ldo);
+                REQUIRE(out == ref);
             }
         }
     }

@@ -3,8 +3,8 @@
 
 /// \file dispatch.hpp
 /// Run-time choice of the kernel variant. The CPU is inspected once; the best supported variant
-/// (avx512 > avx2 > scalar on x86-64, neon > scalar on AArch64) is cached in a function-local
-/// static. The environment variable NANOQUANT_KERNEL=scalar|avx2|avx512|neon, read at that first
+/// (amx > avx512 > avx2 > scalar on x86-64, neon > scalar on AArch64) is cached in a function-local
+/// static. The environment variable NANOQUANT_KERNEL=scalar|avx2|avx512|amx|neon, read at that first
 /// use, or set_kernel_target() force one.
 
 #include <atomic>
@@ -18,18 +18,20 @@
 #include "nanoquant/kernels/scalar/sign_dot_scalar.hpp"
 #include "nanoquant/kernels/x86_avx2/sign_dot_avx2.hpp"
 #include "nanoquant/kernels/x86_avx512/sign_dot_avx512.hpp"
+#include "nanoquant/kernels/x86_amx/sign_dot_amx.hpp"
 #include "nanoquant/kernels/arm_neon/sign_dot_neon.hpp"
 
 namespace nanoquant {
 namespace kernels {
 
-/// The name of a target: "scalar", "avx2", "avx512" or "neon".
+/// The name of a target: "scalar", "avx2", "avx512", "amx" or "neon".
 inline const char* target_name(KernelTarget t)
 {
     switch (t) {
     case KernelTarget::Scalar: return "scalar";
     case KernelTarget::Avx2: return "avx2";
     case KernelTarget::Avx512: return "avx512";
+    case KernelTarget::Amx: return "amx";
     case KernelTarget::Neon: return "neon";
     }
     return "unknown";
@@ -56,6 +58,12 @@ inline bool target_supported(KernelTarget t)
 #else
         return false;
 #endif
+    case KernelTarget::Amx:
+#if defined(NANOQUANT_HAVE_AMX_KERNELS)
+        return target_supported(KernelTarget::Avx512) && amx::amx_available();
+#else
+        return false;
+#endif
     case KernelTarget::Neon:
 #if defined(NANOQUANT_HAVE_NEON_KERNELS)
         return true;
@@ -79,6 +87,9 @@ inline const KernelTable& kernel_table(KernelTarget t)
 #if defined(NANOQUANT_HAVE_AVX512_KERNELS)
     case KernelTarget::Avx512: return avx512::table();
 #endif
+#if defined(NANOQUANT_HAVE_AMX_KERNELS)
+    case KernelTarget::Amx: return amx::table();
+#endif
 #if defined(NANOQUANT_HAVE_NEON_KERNELS)
     case KernelTarget::Neon: return neon::table();
 #endif
@@ -90,19 +101,20 @@ inline const KernelTable& kernel_table(KernelTarget t)
 inline std::vector<KernelTarget> supported_targets()
 {
     std::vector<KernelTarget> out;
-    for (KernelTarget t : {KernelTarget::Scalar, KernelTarget::Neon, KernelTarget::Avx2, KernelTarget::Avx512})
+    for (KernelTarget t : {KernelTarget::Scalar, KernelTarget::Neon, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx})
         if (target_supported(t)) out.push_back(t);
     return out;
 }
 
-/// Parses "scalar", "avx2", "avx512" or "neon".
+/// Parses "scalar", "avx2", "avx512", "amx" or "neon".
 /// \throws nanoquant::invalid_argument naming the value otherwise.
 inline KernelTarget parse_kernel_target(const std::string& s)
 {
-    for (KernelTarget t : {KernelTarget::Scalar, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Neon})
+    for (KernelTarget t :
+         {KernelTarget::Scalar, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx, KernelTarget::Neon})
         if (s == target_name(t)) return t;
     NANOQUANT_CHECK(false, "nanoquant::kernels::parse_kernel_target",
-                    "unknown kernel target '" << s << "' (expected scalar, avx2, avx512 or neon)");
+                    "unknown kernel target '" << s << "' (expected scalar, avx2, avx512, amx or neon)");
     return KernelTarget::Scalar;
 }
 
@@ -134,7 +146,7 @@ inline std::atomic<const KernelTable*>& active_table()
 ///         unsupported target.
 inline const KernelTable& active_kernels() { return *detail::active_table().load(std::memory_order_acquire); }
 
-/// Name of the active kernel variant ("scalar", "avx2", "avx512" or "neon").
+/// Name of the active kernel variant ("scalar", "avx2", "avx512", "amx" or "neon").
 inline const char* kernel_target_name() { return active_kernels().name; }
 
 /// Forces the variant used from now on by every thread.

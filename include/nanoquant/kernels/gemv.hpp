@@ -11,7 +11,8 @@
 ///    int8 with one absmax scale per token and stage, the sign products are exact in int32, and
 ///    results are bit-identical on every variant and thread count. Its error is in docs/kernels.md.
 /// Threads (OpenMP) never change a result. The GEMMs partition the tokens (from 8 per thread on,
-/// detail::kTokensPerThread) or else the output rows. The GEMVs split each stage into two halves of
+/// detail::kTokensPerThread; int8 from the kernels' KernelTable::i8_tokens_per_thread, 32 for amx) or
+/// else the output rows. The GEMVs split each stage into two halves of
 /// its column words, each cut into one piece of rows per thread, and add the two partial sums in a
 /// fixed order (float32 for any thread count, so that its sums are grouped the same way; int8, exact
 /// in int32, when threaded): with 2 threads each reads one block of memory per stage instead of
@@ -202,11 +203,9 @@ inline int num_procs()
 }
 #endif
 
-/// Tokens per thread from which a GEMM on several threads splits the tokens rather than the rows (2
-/// threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs: batch 4 row split faster, 222
-/// against 231 µs int8, 276 against 361 µs float32; batch 8 even; batch 16 and 32 token split faster,
-/// int8 489 → 447 and 779 → 705 µs).
-constexpr Index kTokensPerThread = 8;
+/// Tokens per thread from which a float32 GEMM on several threads splits the tokens rather than the
+/// rows (every float GEMM kernel builds lookup tables; the int8 GEMM's is KernelTable::i8_tokens_per_thread).
+constexpr Index kTokensPerThread = kLutTokensPerThread;
 
 /// Row blocks (or other items) [begin, end) of `blocks` for thread (or piece) `tid` of `nth`
 /// (contiguous, balanced).
@@ -394,7 +393,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
 #else
     detail::TeamBarrier barrier(true);
 #endif
-    // The GEMMs of fewer than kTokensPerThread tokens per thread (and the int8 GEMV on one thread):
+    // The GEMMs of fewer tokens per thread than the split threshold (kTokensPerThread, int8
+    // K.i8_tokens_per_thread) and the int8 GEMV on one thread:
     // each thread owns whole row blocks of each stage; the two stages meet at a barrier.
     auto body = [&](int tid, int nthreads) {
         Index a, e;
@@ -483,12 +483,13 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
             if (i1 > i0) detail::sum_scale_into(Y, s_out, o2, fpart2, i0, i1);
         }
     };
-    // The GEMMs of at least kTokensPerThread tokens per thread: each thread takes a contiguous share of
+    // The GEMMs of at least that many tokens per thread: each thread takes a contiguous share of
     // the tokens through both stages, over every row, with no barrier. Splitting rows, every thread
     // builds every token's lookup tables for every strip of columns, to use them on half the rows;
     // splitting tokens, every thread makes the rows' indices, to use them for half the tokens. On
     // 4096×4096 at rank 2016, 2 threads, the token split was 7–10 % faster at batch 16 and 32
-    // (docs/kernels.md, "Threads"). The results are the same: each token's sums do not depend on which
+    // (docs/kernels.md, "Threads"). The AMX int8 GEMM unpacks signs once for all tokens instead, and
+    // splits tokens only from 32 per thread. The results are the same: each token's sums do not depend on which
     // tokens or rows share a kernel call.
     auto body_tokens = [&](int tid, int nthreads) {
         Index b0, b1;
@@ -517,7 +518,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
                 detail::scale_into(Y + b * ldy, s_out, fscale[batch + b], d2 + b * m16, 0, m);
         }
     };
-    const bool by_tokens = !split && nth > 1 && batch >= detail::kTokensPerThread * nth;
+    const bool by_tokens =
+        !split && nth > 1 && batch >= (int8 ? K.i8_tokens_per_thread : detail::kTokensPerThread) * nth;
     if (nth == 1) {
         if (split) body_split(0, 1);
         else body(0, 1);

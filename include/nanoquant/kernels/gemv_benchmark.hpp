@@ -90,6 +90,21 @@ inline std::size_t cold_pool_bytes(std::size_t floor)
     return std::max(floor, 2 * last_level_cache_bytes());
 }
 
+/// The first supported target (in supported_targets() order) whose kernel for this path is target
+/// t's own: a variant that borrows another's kernel (amx's float32 kernels and int8 GEMV are
+/// avx512's) is not timed again under its own name.
+inline KernelTarget kernel_owner(KernelTarget t, Precision p, bool batched)
+{
+    const KernelTable& kt = kernel_table(t);
+    const auto same = [&](const KernelTable& k) {
+        if (p == Precision::Float32) return batched ? k.dot_f32_batch == kt.dot_f32_batch : k.dot_f32 == kt.dot_f32;
+        return batched ? k.dot_i8_batch == kt.dot_i8_batch : k.dot_i8 == kt.dot_i8;
+    };
+    for (KernelTarget u : supported_targets())
+        if (same(kernel_table(u))) return u;
+    return t;
+}
+
 namespace detail {
 /// XOR of one 8-byte word per 64-byte line of [p, p + bytes) (p 64-byte aligned, bytes a multiple
 /// of 64), four independent chains, prefetching 8 KiB ahead as the kernels do.
@@ -283,6 +298,7 @@ inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBench
     for (KernelTarget tg : supported_targets()) {
         if (tg == KernelTarget::Scalar) continue;
         for (Precision p : {Precision::Float32, Precision::Int8}) {
+            if (kernel_owner(tg, p, o.batch > 1) != tg) continue;  // timed under its owner's name
             Path P;
             P.t.name = std::string(target_name(tg)) + (p == Precision::Float32 ? "-f32" : "-int8");
             P.t.exact = p == Precision::Float32;

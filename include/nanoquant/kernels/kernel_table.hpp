@@ -11,6 +11,8 @@
 ///  - a call computes the row blocks [rb_begin, rb_end) (rows 16·rb_begin ... 16·rb_end − 1,
 ///    padding rows included) and writes out[16·R + l] for those rows;
 ///  - the vector operand holds 32·col_words entries, zero past the logical length;
+///  - `tiles`, the vector operands and `out` are 64-byte aligned (as AlignedVector and the GEMV's
+///    scratch are; some variants use aligned loads and stores);
 ///  - `out[i]` receives \f$\sum_j s_{ij} x_j\f$.
 
 #include <cstddef>
@@ -102,23 +104,36 @@ using DotI8BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Inde
 /// reference's bytes.
 using QuantizeI8Fn = float (*)(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum);
 
+/// Tokens per thread from which a GEMM of the lookup-table kernels on several threads splits the
+/// tokens rather than the rows (2 threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs on
+/// the Zen 5 VM: batch 4 row split faster, 222 against 231 µs int8, 276 against 361 µs float32;
+/// batch 8 even; batch 16 and 32 token split faster, int8 489 → 447 and 779 → 705 µs).
+constexpr Index kLutTokensPerThread = 8;
+
 /// Instruction-set targets a kernel variant is written for.
 enum class KernelTarget {
     Scalar,  ///< plain C++ reference (always available; defines the results of the integer path)
     Avx2,    ///< x86-64 AVX2 + FMA + BMI2
     Avx512,  ///< x86-64 AVX-512 F/BW/VL/DQ/VNNI/VBMI
+    Amx,     ///< Avx512 with the int8 GEMM on AMX-TILE/AMX-INT8 tiles (needs BITALG; Linux)
     Neon     ///< AArch64 Advanced SIMD
 };
 
 /// One variant's kernels.
 struct KernelTable {
     KernelTarget target;       ///< which variant
-    const char* name;          ///< "scalar", "avx2", "avx512" or "neon"
+    const char* name;          ///< "scalar", "avx2", "avx512", "amx" or "neon"
     DotF32Fn dot_f32;          ///< float GEMV rows
     DotI8Fn dot_i8;            ///< int8 GEMV rows
     DotF32BatchFn dot_f32_batch;  ///< float GEMM rows
     DotI8BatchFn dot_i8_batch;    ///< int8 GEMM rows
     QuantizeI8Fn quantize_i8;     ///< int8 activations of the integer paths
+    /// Tokens per thread from which an int8 GEMM on several threads gives each thread a share of the
+    /// tokens (over all rows, no barrier) rather than a share of the rows (for every token): the
+    /// lookup-table kernels build every token's tables for every strip of columns, which a row split
+    /// repeats on every thread (kLutTokensPerThread); the AMX kernel unpacks each row block's signs
+    /// once for all the tokens of a call, which a token split repeats instead.
+    Index i8_tokens_per_thread;
 };
 
 }  // namespace kernels

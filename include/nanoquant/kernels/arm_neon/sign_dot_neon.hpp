@@ -212,7 +212,7 @@ inline void dot_i8_batch(const std::uint32_t* tiles, Index row_blocks, Index col
 inline const KernelTable& table()
 {
     static const KernelTable t{KernelTarget::Neon, "neon", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
-                               &scalar::quantize_i8};
+                               &scalar::quantize_i8, kLutTokensPerThread};
     return t;
 }
 

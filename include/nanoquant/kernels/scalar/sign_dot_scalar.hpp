@@ -130,7 +130,7 @@ inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q
 inline const KernelTable& table()
 {
     static const KernelTable t{KernelTarget::Scalar, "scalar", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
-                               &quantize_i8};
+                               &quantize_i8, kLutTokensPerThread};
     return t;
 }
 

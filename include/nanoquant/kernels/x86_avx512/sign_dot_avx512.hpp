@@ -520,7 +520,7 @@ NANOQUANT_TARGET_AVX512 inline float quantize_i8(const float* v, Index len, Inde
 inline const KernelTable& table()
 {
     static const KernelTable t{KernelTarget::Avx512, "avx512", &dot_f32, &dot_i8, &dot_f32_batch, &dot_i8_batch,
-                               &quantize_i8};
+                               &quantize_i8, kLutTokensPerThread};
     return t;
 }
 
