@@ -101,7 +101,8 @@ inline const KernelTable& kernel_table(KernelTarget t)
 inline std::vector<KernelTarget> supported_targets()
 {
     std::vector<KernelTarget> out;
-    for (KernelTarget t : {KernelTarget::Scalar, KernelTarget::Neon, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx})
+    for (KernelTarget t :
+         {KernelTarget::Scalar, KernelTarget::Neon, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx})
         if (target_supported(t)) out.push_back(t);
     return out;
 }

@@ -260,13 +260,15 @@ public:
     }
 
     /// Whether solve() forms its products with the packed-sign kernels (AdmmOptions::sign_products:
-    /// Packed, or Auto with Scalar = float and the AVX-512 kernel variant active).
+    /// Packed, or Auto with Scalar = float and the AVX-512 float kernels active: variant avx512, or
+    /// amx, which has them too).
     bool use_packed_products() const
     {
         if (!std::is_same<Scalar, float>::value) return false;
         if (m_opts.sign_products == SignProducts::Packed) return true;
+        const kernels::KernelTarget t = kernels::active_kernels().target;
         return m_opts.sign_products == SignProducts::Auto &&
-               kernels::active_kernels().target == kernels::KernelTarget::Avx512;
+               (t == kernels::KernelTarget::Avx512 || t == kernels::KernelTarget::Amx);
     }
 
 private:
