@@ -102,8 +102,9 @@ NANOQUANT_TARGET_AMX inline void tile_block(const std::uint32_t* tiles, Index ro
                                             const std::int8_t* A, Index step, std::int32_t* out, Index ldo,
                                             const __m512i* idx)
 {
-    // Two sets of unpacked tiles: the vector units unpack the next columns' while the tile unit reads
-    // these (a tile load of bytes stored just before waits for the stores to reach the cache).
+    // Two sets of unpacked tiles: the next columns' are unpacked before these are loaded, so that the
+    // tile loads do not wait on stores just issued (3 % faster than one set; issuing the unpacking
+    // after this step's tile instructions instead was 22–36 % slower).
     alignas(64) std::int8_t bt[2][NR][1024];
     _tile_zero(4);
     if (NR == 2) _tile_zero(5);
