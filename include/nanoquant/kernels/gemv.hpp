@@ -489,8 +489,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // splitting tokens, every thread makes the rows' indices, to use them for half the tokens. On
     // 4096×4096 at rank 2016, 2 threads, the token split was 7–10 % faster at batch 16 and 32
     // (docs/kernels.md, "Threads"). The AMX int8 GEMM unpacks signs once for all tokens instead, and
-    // splits tokens only from 32 per thread. The results are the same: each token's sums do not depend on which
-    // tokens or rows share a kernel call.
+    // splits tokens only from 32 per thread. The results are the same: each token's sums do not
+    // depend on which tokens or rows share a kernel call.
     auto body_tokens = [&](int tid, int nthreads) {
         Index b0, b1;
         detail::block_range(batch, tid, nthreads, b0, b1);
