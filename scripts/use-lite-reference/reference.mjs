@@ -134,6 +134,17 @@ function npyBytes(data, rows, cols) {
   return buf;
 }
 
+// JSON.stringify, with invisible and combining characters (format, control, non-ASCII space and
+// mark code points) written as \u escapes so that the committed files show them.
+function jsonString(s) {
+  return JSON.stringify(s).replace(/[^\x20-\x7e]/gu, (c) => {
+    if (!/[\p{Cc}\p{Cf}\p{Z}\p{M}]/u.test(c)) return c;
+    let e = '';
+    for (let i = 0; i < c.length; i++) e += '\\u' + c.charCodeAt(i).toString(16).padStart(4, '0');
+    return e;
+  });
+}
+
 function sha256(path) {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
@@ -208,7 +219,7 @@ async function main() {
   // One sentence and one id list per line, so that diffs of the committed data stay readable.
   let json = '{\n';
   for (const [k, v] of Object.entries(meta)) json += `  ${JSON.stringify(k)}: ${JSON.stringify(v)},\n`;
-  json += '  "sentences": [\n' + sentences.map((s) => '    ' + JSON.stringify(s)).join(',\n') + (n ? '\n' : '') + '  ],\n';
+  json += '  "sentences": [\n' + sentences.map((s) => '    ' + jsonString(s)).join(',\n') + (n ? '\n' : '') + '  ],\n';
   json += '  "token_ids": [\n' + tokenIds.map((t) => '    ' + JSON.stringify(t)).join(',\n') + (n ? '\n' : '') + '  ]\n}\n';
   writeAtomic(`${opts.out}.json`, json);
   writeAtomic(`${opts.out}_embeddings.npy`, npyBytes(emb, n, kDim));
