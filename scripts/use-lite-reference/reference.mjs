@@ -179,6 +179,7 @@ async function main() {
   const emb = new Float32Array(n * kDim);
   const order = [...Array(n).keys()].sort((a, b) => tokenIds[a].length - tokenIds[b].length || a - b);
   const t1 = process.hrtime.bigint();
+  const cpu1 = process.cpuUsage();
   const empties = order.filter((i) => tokenIds[i].length === 0);
   for (const i of empties) emb.set(await embedBatch(model, [[]]), i * kDim);
   const rest = order.filter((i) => tokenIds[i].length > 0);
@@ -189,6 +190,8 @@ async function main() {
     if ((b / opts.batch) % 10 === 9) process.stderr.write(`use-lite-reference: ${b + members.length}/${rest.length} sentences\n`);
   }
   const tEmb = Number(process.hrtime.bigint() - t1) / 1e9;
+  const cpu = process.cpuUsage(cpu1);
+  const tEmbCpu = (cpu.user + cpu.system) / 1e6;
 
   for (let i = 0; i < n; i++) {
     let s = 0;
@@ -225,7 +228,8 @@ async function main() {
   writeAtomic(`${opts.out}_embeddings.npy`, npyBytes(emb, n, kDim));
   const tokens = tokenIds.reduce((a, t) => a + Math.min(t.length, kMaxPositions), 0);
   process.stderr.write(`use-lite-reference: ${n} sentences (${tokens} tokens used) -> ${opts.out}.json, ${opts.out}_embeddings.npy; ` +
-    `tokenizer ${tTok.toFixed(2)} s, model ${tEmb.toFixed(2)} s (${n ? (1000 * tEmb / n).toFixed(1) : 0} ms per sentence, batch ${opts.batch}); ` +
+    `tokenizer ${tTok.toFixed(2)} s, model ${tEmb.toFixed(2)} s wall / ${tEmbCpu.toFixed(2)} s CPU ` +
+    `(${n ? (1000 * tEmb / n).toFixed(1) : 0} / ${n ? (1000 * tEmbCpu / n).toFixed(1) : 0} ms per sentence, batch ${opts.batch}); ` +
     `batched vs alone on ${verified.length} sentences: max |diff| ${maxDiff}\n`);
 }
 
