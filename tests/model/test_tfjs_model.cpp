@@ -319,6 +319,8 @@ TEST_CASE("model.tfjs: malformed manifests are io_errors naming model.json", "[m
         expect_io_error(mj, mj, "UTF-8");
         std::remove(mj.c_str());
         expect_io_error(mj, mj, "cannot open");
+        REQUIRE(std::system(("mkdir '" + mj + "'").c_str()) == 0);
+        expect_io_error(mj, mj, "not a regular file");
     }
 }
 

@@ -231,6 +231,7 @@ TEST_CASE("model.tokenizer: vocab.json errors name the file", "[model]")
     bad("[[\"<unk>\",0],[\"a\",0],[\"b\",0],[\"c\",0],[\"d\",0],[\"e\",0],[\"f\",\"x\"]]", "entry 6");
     bad("[[\"<unk>\",0],[\"a\",0],[\"b\",0],[\"c\",0],[\"d\",0],[\"e\",0],[7,0]]", "entry 6");
     bad("[[\"<unk>\",0]]", "reserved");
+    bad("", "empty file");
     CHECK_THROWS_WITH(UseLiteTokenizer::load(dir + "/absent.json"), Catch::Contains(dir + "/absent.json"));
     std::system(("rm -rf " + dir).c_str());
 }

@@ -22,9 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -141,16 +139,13 @@ private:
 
     void parse()
     {
-        std::ifstream in(m_path, std::ios::binary);
-        if (!in) fail("cannot open the model file");
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        if (in.bad()) fail("read error");
-        const std::string text = ss.str();
-        if (text.empty()) fail("empty file (0 bytes), not a TF.js model.json");
-        if (text.size() > kMaxJsonBytes)
-            fail(std::to_string(text.size()) + " bytes, above the limit of " + std::to_string(kMaxJsonBytes) +
+        // MappedFile: io_error naming the path when missing, unreadable or not a regular file.
+        const io::MappedFile file(m_path);
+        if (file.size() > kMaxJsonBytes)
+            fail(std::to_string(file.size()) + " bytes, above the limit of " + std::to_string(kMaxJsonBytes) +
                  " for a model.json");
+        const std::string text(reinterpret_cast<const char*>(file.data()), file.size());
+        if (text.empty()) fail("empty file (0 bytes), not a TF.js model.json");
         nlohmann::json j;
         try {
             j = nlohmann::json::parse(text);

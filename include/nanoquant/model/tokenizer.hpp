@@ -29,9 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -42,6 +40,7 @@
 
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
+#include "nanoquant/io/mapped_file.hpp"
 
 namespace nanoquant {
 namespace model {
@@ -127,14 +126,13 @@ public:
     /// (or not UTF-8), or an entry is malformed (the message gives the entry's index).
     static UseLiteTokenizer load(const std::string& vocab_json_path)
     {
-        std::ifstream in(vocab_json_path, std::ios::binary);
-        if (!in) ::nanoquant::detail::raise_io_error(vocab_json_path + ": cannot open the vocabulary file");
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        if (in.bad()) ::nanoquant::detail::raise_io_error(vocab_json_path + ": read error");
+        // MappedFile: io_error naming the path when missing, unreadable or not a regular file.
+        const io::MappedFile file(vocab_json_path);
+        if (file.size() == 0) ::nanoquant::detail::raise_io_error(vocab_json_path + ": empty file (0 bytes), not a vocab.json");
+        const auto* text = reinterpret_cast<const char*>(file.data());
         nlohmann::json j;
         try {
-            j = nlohmann::json::parse(ss.str());
+            j = nlohmann::json::parse(text, text + file.size());
         } catch (const nlohmann::json::exception& e) {
             ::nanoquant::detail::raise_io_error(vocab_json_path + ": not valid UTF-8 JSON: " + e.what());
         }
