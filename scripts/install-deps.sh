@@ -9,7 +9,7 @@
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libomp-dev catch2 libbenchmark-dev
-          nlohmann-json3-dev libcli11-dev python3-numpy)
+          nlohmann-json3-dev libcli11-dev python3-numpy libutf8proc-dev)
 # WordNet's example sentences are the calibration text (scripts/make-sentences.py).
 required+=(wordnet-base)
 optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user)
