@@ -7,8 +7,10 @@
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libomp-dev catch2 libbenchmark-dev
-          nlohmann-json3-dev libcli11-dev python3-numpy)
-optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user)
+          nlohmann-json3-dev libcli11-dev python3-numpy
+          pybind11-dev python3-dev python3-pytest)
+optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user
+          python3-matplotlib)
 
 want=("${required[@]}")
 [[ "${1:-}" == "--all" ]] && want+=("${optional[@]}")
