@@ -9,10 +9,12 @@
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libomp-dev catch2 libbenchmark-dev
-          nlohmann-json3-dev libcli11-dev python3-numpy libutf8proc-dev)
+          nlohmann-json3-dev libcli11-dev python3-numpy libutf8proc-dev
+          pybind11-dev python3-dev python3-pytest)
 # WordNet's example sentences are the calibration text (scripts/make-sentences.py).
 required+=(wordnet-base)
-optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user)
+optional=(clang libclang-rt-14-dev gnuplot-nox g++-aarch64-linux-gnu qemu-user
+          python3-matplotlib)
 
 want=("${required[@]}")
 [[ "${1:-}" == "--all" ]] && want+=("${optional[@]}")

@@ -209,7 +209,12 @@ public:
     /// Factorizes W (m×n) with identity importance.
     /// \throws nanoquant::invalid_argument for an empty W, non-finite values, or a rank outside
     ///         [1, min(m, n)].
-    AdmmResult<Scalar> solve(const Eigen::Ref<const Matrix<Scalar>>& W) const
+    ///
+    /// W may be any Eigen expression of Scalar: a Matrix, a Map of a row-major buffer or one with
+    /// arbitrary strides (a numpy view from the Python module). It is read in place, never copied
+    /// (apart from the preconditioned copy W̃ above); the results do not depend on its layout.
+    template <typename Derived>
+    AdmmResult<Scalar> solve(const Eigen::MatrixBase<Derived>& W) const
     {
         return solve(W, Vector<Scalar>::Ones(W.cols()), Vector<Scalar>::Ones(W.rows()));
     }
@@ -218,9 +223,12 @@ public:
     /// D_i = diag(√importance_in) (n). Importances must be finite and > 0.
     /// \throws nanoquant::invalid_argument for an empty W, non-finite values, bad importance
     ///         shapes or values, or a rank outside [1, min(m, n)].
-    AdmmResult<Scalar> solve(const Eigen::Ref<const Matrix<Scalar>>& W, const Eigen::Ref<const Vector<Scalar>>& importance_in,
+    template <typename Derived>
+    AdmmResult<Scalar> solve(const Eigen::MatrixBase<Derived>& W, const Eigen::Ref<const Vector<Scalar>>& importance_in,
                              const Eigen::Ref<const Vector<Scalar>>& importance_out) const
     {
+        static_assert(std::is_same<typename Derived::Scalar, Scalar>::value,
+                      "AdmmSolver<Scalar>::solve: W must hold Scalar values");
         constexpr const char* where = "AdmmSolver::solve";
         check_nonempty(W, where, "W");
         check_finite(W, where, "W");
@@ -456,7 +464,8 @@ private:
     }
 
     /// Export (two- or three-scale), transpose back, latents, errors, optional refit.
-    void export_into(const Eigen::Ref<const Matrix<Scalar>>& W, const detail::AdmmState<Scalar>& st,
+    template <typename Derived>
+    void export_into(const Eigen::MatrixBase<Derived>& W, const detail::AdmmState<Scalar>& st,
                      const Vector<Scalar>& o, const Vector<Scalar>& i, bool transpose, AdmmResult<Scalar>& res) const
     {
         const Matrix<Scalar> B = st.Bz.transpose();

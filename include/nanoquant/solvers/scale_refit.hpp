@@ -41,8 +41,9 @@ void check_importance(const Vector<Scalar>& v, Index size, const char* where, co
 /// Unweighted and importance-weighted relative errors of `f` against W, accumulated in double,
 /// reconstructing Ŵ in blocks of 256 columns (memory O(256·m + (m+n)·r)).
 /// \throws nanoquant::invalid_argument on shape mismatch or invalid importance.
-template <typename Scalar>
-FactorizationErrors factorization_errors(const Eigen::Ref<const Matrix<Scalar>>& W, const Factorization<Scalar>& f,
+/// W: any Eigen expression of Scalar (Matrix, or a Map with any layout; the sums do not depend on it).
+template <typename Scalar, typename Derived>
+FactorizationErrors factorization_errors(const Eigen::MatrixBase<Derived>& W, const Factorization<Scalar>& f,
                                          const Vector<Scalar>& importance_in, const Vector<Scalar>& importance_out)
 {
     constexpr const char* where = "factorization_errors";
@@ -90,8 +91,10 @@ FactorizationErrors factorization_errors(const Eigen::Ref<const Matrix<Scalar>>&
 /// \param importance_in i (n, > 0), \param importance_out o (m, > 0)
 /// \return the final weighted relative error
 /// \throws nanoquant::invalid_argument on bad shapes, non-finite W, bad importance or options.
-template <typename Scalar>
-double refit_scales(const Eigen::Ref<const Matrix<Scalar>>& W, Factorization<Scalar>& f,
+/// W: any Eigen expression of Scalar (Matrix, or a Map with any layout; Eigen's products pack it
+/// into the same blocks whatever its storage order, so the result does not depend on it).
+template <typename Scalar, typename Derived>
+double refit_scales(const Eigen::MatrixBase<Derived>& W, Factorization<Scalar>& f,
                     const Vector<Scalar>& importance_in, const Vector<Scalar>& importance_out, int max_rounds = 20,
                     double rel_tol = 1e-6)
 {
