@@ -277,7 +277,12 @@ def quantize_checkpoint():
         err = np.linalg.norm(W - W_hat) / np.linalg.norm(W)
         print(f"{name}: rank {info['rank']} bpw {info['bpw']:.4f} rel_error recorded {info['rel_error']:.5f}, "
               f"from the file via the docs snippet {err:.5f}")
-        if not (0 < err < 1) or abs(err - info["rel_error"]) > 0.01 or info["bpw"] > 0.8:
+        # the file stores F16 scales: every entry s_out_i·(U·Vᵀ)_ij·s_in_j of W_hat moves by at most
+        # (1 + 2^-11)^2 - 1 < 2^-10 of itself when both scales are rounded, so the error measured on the
+        # file differs from the recorded one by at most 2^-10·||W_hat||/||W|| (plus float rounding)
+        f16_bound = 2.0 ** -10 * np.linalg.norm(W_hat) / np.linalg.norm(W) + 1e-6
+        print(f"  |difference| {abs(err - info['rel_error']):.2e}, F16 bound {f16_bound:.2e}")
+        if not (0 < err < 1) or abs(err - info["rel_error"]) > f16_bound or info["bpw"] > 0.8:
             fail("factorized layer %s inconsistent with its metadata" % name)
     p = run(["inspect", out], 0, None, r"2 factorized layers")
     for name in copied:
