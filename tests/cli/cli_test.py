@@ -760,7 +760,7 @@ def write_npy_f32(path, rows, cols, seed):
 def demo_gemv():
     """The demo with its GEMV columns: every row has dense and packed times and a speedup, and the
     footer names the float32 kernel that was timed."""
-    p = run(["demo", "--iters", "2", "--threads", "1"], 0, None, r"real weight matrices from ")
+    p = run(["demo", "--iters", "5", "--threads", "1"], 0, None, r"real weight matrices from ")
     rows = re.findall(r"^use_lite_\S+ +\d+x\d+ +[\d.]+ +\d+ +[\d.]+ +([\d.]+) +[\d.]+s +([\d.]+) +([\d.]+) +([\d.]+)x$",
                       p.stdout, re.M)
     if len(rows) != 9:
