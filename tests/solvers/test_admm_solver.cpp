@@ -119,9 +119,7 @@ TEST_CASE("the trace objective equals the directly computed normalized error", "
         const double direct = (W - model).squaredNorm() / W.squaredNorm();
         INFO(m << "x" << n << ": trace " << res.trace.back().objective << ", direct " << direct);
         REQUIRE(std::abs(res.trace.back().objective - direct) <= 1e-10);
-        // and it is a real error: neither 0 nor the error of Ŵ itself (β != 1)
-        REQUIRE(direct > 0.1);
-        REQUIRE(std::abs(beta2 - 1.0) > 1e-3);
+        REQUIRE(direct > 0.1);  // a real error, not a degenerate 0 = 0
     }
 }
 
