@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Bounded libFuzzer run of the file readers (about 25 s per target, ~1 minute in all), called by
+# Bounded libFuzzer run of the file readers and the checkpoint index reader (about 25 s per target,
+# under 2 minutes in all), called by
 # scripts/check.sh. Needs clang++ with libFuzzer (Debian: clang, libclang-rt-14-dev); skipped with
 # a message when they are missing. The seed corpus lives in fuzz/corpus/<target>/ and is only
 # read; new inputs go to a temporary directory. Crashes are saved in build-fuzz/crashes/.
@@ -23,7 +24,7 @@ if ! "$cxx" -fsanitize=fuzzer "$probe" -o "$out/probe" 2>/dev/null; then
 fi
 eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)
 status=0
-for target in npy safetensors; do
+for target in npy safetensors checkpoint_index; do
   src="fuzz/fuzz_${target}.cpp"
   bin="$out/fuzz_${target}"
   if [[ ! -x "$bin" || "$src" -nt "$bin" || -n "$(find include/nanoquant/io -newer "$bin" -name '*.hpp')" ]]; then

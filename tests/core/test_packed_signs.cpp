@@ -38,7 +38,7 @@ TEST_CASE("pack/unpack round trip is exact for every shape", "[core][pack]")
         }
 }
 
-TEST_CASE("bit layout: LSB first, set bit = -1, sign(0) = +1", "[core][pack]")
+TEST_CASE("bit layout: LSB first and set bit = -1 and sign(0) = +1", "[core][pack]")
 {
     Eigen::MatrixXf X(2, 70);
     X.setOnes();

@@ -39,7 +39,7 @@ TEST_CASE("half_to_float agrees with the exact value of the bit pattern", "[io][
     }
 }
 
-TEST_CASE("float_to_half rounds to nearest, ties to even (checked against a brute-force nearest)", "[io][half]")
+TEST_CASE("float_to_half rounds to nearest with ties to even (checked against a brute-force nearest)", "[io][half]")
 {
     nanoquant::detail::Rng rng(7);
     auto nearest = [](float f) {

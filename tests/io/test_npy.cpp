@@ -85,7 +85,7 @@ TEST_CASE("npy: the real float32 matrices load with their shapes and exact value
     REQUIRE(Wd.cast<float>() == W);
 }
 
-TEST_CASE("npy: write then read is bit-identical, and the header is what numpy writes", "[io][npy]")
+TEST_CASE("npy: write then read is bit-identical and the header is what numpy writes", "[io][npy]")
 {
     nanoquant::detail::Rng rng(3);
     for (auto shape : {std::pair<Index, Index>{5, 7}, {1, 1}, {64, 3}, {0, 4}}) {
@@ -113,7 +113,7 @@ TEST_CASE("npy: write then read is bit-identical, and the header is what numpy w
     std::remove(p.c_str());
 }
 
-TEST_CASE("npy: versions 1/2/3, C and Fortran order, f2/f4/f8/bf16, big-endian decode the same matrix",
+TEST_CASE("npy: versions 1/2/3 and C/Fortran order and f2/f4/f8/bf16 and big-endian decode the same matrix",
           "[io][npy]")
 {
     // M = [[1, 2, 3], [4, 5, 6]] (values exact in every dtype)
@@ -215,7 +215,7 @@ TEST_CASE("npy: every malformation is an io_error naming the file and the number
     REQUIRE_THROWS_WITH(load_npy<float>("/nonexistent/file.npy"), Catch::Contains("/nonexistent/file.npy"));
 }
 
-TEST_CASE("npy: files written by numpy itself (v1/v2/v3, C/Fortran, f2/f4/f8, big-endian) decode exactly",
+TEST_CASE("npy: files written by numpy itself (v1/v2/v3 C/Fortran f2/f4/f8 big-endian) decode exactly",
           "[io][npy]")
 {
     // fuzz/corpus/npy/ holds np.save / np.lib.format.write_array outputs of arange(12).reshape(3, 4)

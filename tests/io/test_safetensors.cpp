@@ -58,7 +58,7 @@ long max_rss_kb()
 
 }  // namespace
 
-TEST_CASE("safetensors: writer and reader round trip every dtype byte for byte, with metadata", "[io][safetensors]")
+TEST_CASE("safetensors: writer and reader round trip every dtype byte for byte with metadata", "[io][safetensors]")
 {
     nanoquant::detail::Rng rng(11);
     SafetensorsWriter w;
@@ -112,7 +112,7 @@ TEST_CASE("safetensors: writer and reader round trip every dtype byte for byte, 
     std::remove(p2.c_str());
 }
 
-TEST_CASE("safetensors: writer rejects duplicate names, bad sizes and F16 overflow", "[io][safetensors]")
+TEST_CASE("safetensors: writer rejects duplicate names and bad sizes and F16 overflow", "[io][safetensors]")
 {
     SafetensorsWriter w;
     w.add("x", StDType::U8, {2}, {1, 2});
@@ -123,7 +123,7 @@ TEST_CASE("safetensors: writer rejects duplicate names, bad sizes and F16 overfl
     REQUIRE_THROWS_WITH(w.add_floats("z", StDType::F16, {1}, &big, 1), Catch::Contains("overflows F16"));
 }
 
-TEST_CASE("safetensors: every malformation is an io_error naming the file, the tensor and the numbers",
+TEST_CASE("safetensors: every malformation is an io_error naming the file and the tensor and the numbers",
           "[io][safetensors]")
 {
     const std::string data(24, '\0');
@@ -208,7 +208,7 @@ TEST_CASE("safetensors: a 1 GB sparse file is read for one small tensor without 
     std::remove(p.c_str());
 }
 
-TEST_CASE("load_weight: npy, safetensors:TENSOR and sharded index, with errors for non-2-D and empty", "[io][weights]")
+TEST_CASE("load_weight: npy and safetensors:TENSOR and sharded index with errors for non-2-D and empty", "[io][weights]")
 {
     const std::string npy = std::string(NANOQUANT_DATA_DIR) + "/use_lite_L0_attn_q.npy";
     const Matrix<float> W = load_weight<float>(npy);

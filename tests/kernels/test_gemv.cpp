@@ -4,7 +4,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -22,12 +28,22 @@ using namespace nanoquant::kernels;
 
 namespace {
 
-/// Float tolerance of the exact path, relative to the magnitude of the summed terms: each stage
-/// sums at most ~11000 terms in float with >= 2 partial sums per row, well within 2e-5·Σ|terms|.
-constexpr double kRelTol = 2e-5;
+/// Float32 unit roundoff u = 2^-24.
+constexpr double kUnitRoundoff = std::numeric_limits<float>::epsilon() / 2;
+/// λ of the probabilistic rounding-error bound (Higham and Mary, 2019): the rounding errors of a
+/// float sum of L terms of random sign add like a random walk, |δ| ≈ u·sqrt(Σ partial sums²)
+/// ≈ 0.9·u·Σ|terms| with standard deviation about 0.5·u·Σ|terms|, whatever the order or blocking
+/// of the sum; λ = 8 is 15 standard deviations. (The worst case L·u·Σ|terms| is 11008·u on the
+/// large case: too loose to see a wrong column.)
+constexpr double kLambda = 8.0;
 
-/// Per-output error bound |δy_i| <= tol·s_out_i·(Σ_k |s_mid_k|·Σ_j |s_in_j x_j| + Σ_k |t_k|), from
-/// the magnitudes of both stages' terms (computed in double).
+/// Per-output float error bound of the exact path against the float64 product, from its two stages:
+/// t_k = Σ_j v_kj·xs_j (xs = s_in ⊙ x rounded to float) has |δt_k| <= λ·u·Σ_j |xs_j|; those errors,
+/// independent across k, reach y_i through U's signs and s_mid, so they add in quadrature:
+/// λ·u·||s_mid||₂·Σ_j |xs_j|. The second stage sums r terms s_mid_k·t_k: λ·u·Σ_k |s_mid_k·t_k|.
+/// Both are scaled by |s_out_i|. A one-column or one-sign change moves an output by about
+/// |s_mid_k·xs_j| (times sqrt(r) for a column): 1/(λ·u·sqrt(r)·n) of the first term, so several
+/// times the bound even at n = 11008 (the mutation test below proves that it is caught).
 Vector<double> error_bound(const Factorization<float>& f, const Vector<float>& x)
 {
     const Vector<double> xs = f.s_in.cast<double>().cwiseProduct(x.cast<double>());
@@ -35,9 +51,9 @@ Vector<double> error_bound(const Factorization<float>& f, const Vector<float>& x
     Vector<double> mid = Vector<double>::Ones(f.rank());
     if (f.has_mid_scale()) mid = f.s_mid.cast<double>();
     t = mid.cwiseProduct(t);
-    const double stage1 = mid.cwiseAbs().sum() * xs.cwiseAbs().sum();
+    const double stage1 = mid.norm() * xs.cwiseAbs().sum();
     const double stage2 = t.cwiseAbs().sum();
-    return (kRelTol * (stage1 + stage2)) * f.s_out.cast<double>().cwiseAbs();
+    return (kLambda * kUnitRoundoff * (stage1 + stage2)) * f.s_out.cast<double>().cwiseAbs();
 }
 
 Vector<double> dense_product(const Factorization<float>& f, const Vector<float>& x)
@@ -51,13 +67,68 @@ Vector<double> dense_product(const Factorization<float>& f, const Vector<float>&
     return d.reconstruct() * x.cast<double>();
 }
 
+/// The number of outputs farther than their bound from the reference (every comparison of the float
+/// path goes through this; the mutation test checks that it sees a one-column and a one-sign error).
+Index outside_bound(const Vector<float>& y, const Vector<double>& ref, const Vector<double>& bound)
+{
+    Index bad = 0;
+    for (Index i = 0; i < y.size(); ++i) bad += !(std::abs(double(y[i]) - ref[i]) <= bound[i]);
+    return bad;
+}
+
 void require_within(const Vector<float>& y, const Vector<double>& ref, const Vector<double>& bound)
 {
     REQUIRE(y.size() == ref.size());
     for (Index i = 0; i < y.size(); ++i) {
+        if (std::abs(double(y[i]) - ref[i]) <= bound[i]) continue;
         INFO("row " << i << ": got " << y[i] << ", expected " << ref[i] << ", bound " << bound[i]);
         REQUIRE(std::abs(double(y[i]) - ref[i]) <= bound[i]);
     }
+    REQUIRE(outside_bound(y, ref, bound) == 0);
+}
+
+/// What a kernel with one wrong column or sign would return, from the float64 product
+/// y = s_out ⊙ U·(s_mid ⊙ Vᵀ·(s_in ⊙ x)): input column j dropped, the sign of Vᵀ(k, j) flipped, the
+/// sign of U(i, k') flipped. j, k and k' are taken at the median magnitude of their terms (a column
+/// whose x_j is near 0 changes nothing, so no check can claim every column), i is the middle row.
+struct Mutations {
+    Vector<double> drop_column, flip_vt, flip_u;
+};
+
+Index median_index(const Vector<double>& v)
+{
+    std::vector<Index> idx(std::size_t(v.size()));
+    for (Index i = 0; i < v.size(); ++i) idx[std::size_t(i)] = i;
+    std::nth_element(idx.begin(), idx.begin() + v.size() / 2, idx.end(),
+                     [&](Index a, Index b) { return std::abs(v[a]) < std::abs(v[b]); });
+    return idx[std::size_t(v.size() / 2)];
+}
+
+Mutations mutations(const Factorization<float>& f, const Vector<float>& x, const Vector<double>& ref)
+{
+    const Vector<double> xs = f.s_in.cast<double>().cwiseProduct(x.cast<double>());
+    const Matrix<double> U = f.u.unpack<double>(), V = f.vt.unpack<double>();
+    Vector<double> mid = Vector<double>::Ones(f.rank());
+    if (f.has_mid_scale()) mid = f.s_mid.cast<double>();
+    const Vector<double> mt = mid.cwiseProduct(V * xs);
+    const Vector<double> so = f.s_out.cast<double>();
+    const Index j = median_index(xs), k = median_index(mid), k2 = median_index(mt), i = f.rows() / 2;
+    Mutations M;
+    M.drop_column = ref - so.cwiseProduct(U * mid.cwiseProduct(V.col(j))) * xs[j];
+    M.flip_vt = ref - so.cwiseProduct(U.col(k)) * (2 * mid[k] * V(k, j) * xs[j]);
+    M.flip_u = ref;
+    M.flip_u[i] -= 2 * so[i] * U(i, k2) * mt[k2];
+    return M;
+}
+
+/// `y` passes the comparison with the true reference and fails it against every mutation.
+void require_mutations_caught(const Vector<float>& y, const Vector<double>& ref, const Mutations& M,
+                              const Vector<double>& bound)
+{
+    REQUIRE(outside_bound(y, ref, bound) == 0);
+    CHECK(outside_bound(y, M.drop_column, bound) > 0);
+    CHECK(outside_bound(y, M.flip_vt, bound) > 0);
+    CHECK(outside_bound(y, M.flip_u, bound) > 0);
 }
 
 bool bit_equal(const Matrix<float>& a, const Matrix<float>& b)
@@ -95,10 +166,10 @@ TEST_CASE("every variant computes the exact float product on edge shapes", "[ker
             opt.kernels = K;
             const Vector<float> y = gemv(L, x, opt);
             require_within(y, dense_product(f, x), error_bound(f, x));
-            // The scalar reference through the same driver agrees to the same tolerance.
+            // The scalar reference through the same driver agrees within both errors.
             opt.kernels = &kernel_table(KernelTarget::Scalar);
             const Vector<float> y_ref = gemv(L, x, opt);
-            require_within(y, y_ref.cast<double>(), error_bound(f, x));
+            require_within(y, y_ref.cast<double>(), 2 * error_bound(f, x));
         }
     }
 }
@@ -123,7 +194,7 @@ TEST_CASE("batched float GEMM matches per-token GEMV on every variant", "[kernel
     }
 }
 
-TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts", "[kernels][int8]")
+TEST_CASE("int8 path is bit-exact across variants and batch sizes and thread counts", "[kernels][int8]")
 {
     const auto tables = all_tables();
     std::uint64_t seed = 7000;
@@ -154,7 +225,7 @@ TEST_CASE("int8 path is bit-exact across variants, batch sizes and thread counts
     }
 }
 
-TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split, row chunks", "[kernels][int8][threads]")
+TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split and row chunks", "[kernels][int8][threads]")
 {
     // With several threads the int8 GEMV splits each stage into two halves of its column-word pairs,
     // each cut into one piece of rows per thread, and adds the int32 partial sums. Shapes: a stage of
@@ -189,7 +260,7 @@ TEST_CASE("int8 GEMV is bit-exact for any thread count: column-word split, row c
     }
 }
 
-TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inputs included", "[kernels][int8]")
+TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact with extreme inputs included", "[kernels][int8]")
 {
     // The AVX-512 variant runs passes of at most 32 tokens (59 = 30 + 29), pairs row blocks (an odd
     // count pairs the last with itself), cuts strips of 64 columns into groups of 5 (one straddles
@@ -230,7 +301,7 @@ TEST_CASE("int8 GEMM of many tokens (row-pair kernel) is bit-exact, extreme inpu
     }
 }
 
-TEST_CASE("batched int8 kernels on raw tiles: any row range, token count and stride; nothing else written",
+TEST_CASE("batched int8 kernels on raw tiles: any row range and token count and stride with nothing else written",
           "[kernels][int8]")
 {
     // Straight at the kernel: the AMX variant packs tokens in groups of 16 (pairs of groups, a lone
@@ -404,16 +475,134 @@ TEST_CASE("a 4096x11008 layer agrees with the dense product on every variant", "
     const Vector<double> xs = f.s_in.cast<double>().cwiseProduct(x.cast<double>());
     const Vector<double> t = f.vt.unpack<double>() * xs;
     const Vector<double> ref = f.s_out.cast<double>().cwiseProduct(f.u.unpack<double>() * t);
+    const Vector<double> bound = error_bound(f, x);
+    const Mutations M = mutations(f, x, ref);
     for (const KernelTable* K : all_tables()) {
         GemvOptions opt;
         opt.kernels = K;
         opt.num_threads = 2;
         INFO("variant " << K->name);
-        require_within(gemv(L, x, opt), ref, error_bound(f, x));
+        const Vector<float> y = gemv(L, x, opt);
+        require_within(y, ref, bound);
+        // At n = 11008 one missing column or one flipped sign must still be seen.
+        require_mutations_caught(y, ref, M, bound);
     }
 }
 
-TEST_CASE("dispatch: names, forcing and errors", "[kernels][dispatch]")
+TEST_CASE("the float comparisons catch one dropped column and one flipped sign on every variant",
+          "[kernels][gemv]")
+{
+    // Each comparison of the float path (GEMV and GEMM against the float64 product, a variant against
+    // the scalar reference) run against a reference with one input column dropped, one sign of Vᵀ
+    // flipped and one sign of U flipped: every one must report a row outside its bound, and the true
+    // reference none.
+    std::uint64_t seed = 600;
+    for (auto [m, n, r, mid] : {std::array<Index, 4>{300, 1031, 129, 1}, std::array<Index, 4>{257, 513, 1, 0},
+                                std::array<Index, 4>{65, 2000, 513, 1}}) {
+        const auto f = nqtest::random_factorization(m, n, r, mid != 0, ++seed);
+        const PackedLayer L = pack_layer(f);
+        const Matrix<float> X = nqtest::random_matrix(n, 3, ++seed);
+        const Vector<float> x = X.col(1);
+        const Vector<double> ref = dense_product(f, x), bound = error_bound(f, x);
+        const Mutations M = mutations(f, x, ref);
+        GemvOptions opt;
+        opt.kernels = &kernel_table(KernelTarget::Scalar);
+        const Vector<float> y_scalar = gemv(L, x, opt);
+        const Vector<double> ys = y_scalar.cast<double>();
+        const Mutations M_scalar{ys + (M.drop_column - ref), ys + (M.flip_vt - ref), ys + (M.flip_u - ref)};
+        for (const KernelTable* K : all_tables()) {
+            INFO("variant " << K->name << " shape " << m << "x" << n << " rank " << r << " mid " << mid);
+            opt.kernels = K;
+            const Vector<float> y = gemv(L, x, opt);
+            require_mutations_caught(y, ref, M, bound);
+            const Vector<float> y_gemm = gemm(L, X, opt).col(1);
+            require_mutations_caught(y_gemm, ref, M, bound);
+            require_mutations_caught(y, ys, M_scalar, 2 * bound);
+        }
+    }
+}
+
+namespace {
+/// The CPU's feature flags as Linux reports them (/proc/cpuinfo), empty elsewhere: a source
+/// independent of the dispatch code's own CPUID and __builtin_cpu_supports checks.
+std::set<std::string> cpuinfo_flags()
+{
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("flags", 0) != 0 && line.rfind("Features", 0) != 0) continue;
+        std::istringstream words(line.substr(line.find(':') + 1));
+        std::set<std::string> flags;
+        for (std::string w; words >> w;) flags.insert(w);
+        return flags;
+    }
+    return {};
+}
+}  // namespace
+
+TEST_CASE("kernel variants: every variant this CPU can run is tested here", "[kernels][dispatch][variants]")
+{
+    // Every kernel test loops over supported_targets(). The variants this CPU can run, from the
+    // kernel's flags: if target_supported() regressed (or a build dropped a variant), a variant
+    // would silently lose its tests; this fails instead. Prints the tested set (scripts/check.sh
+    // shows it). AVX-512 and AMX cannot be emulated (qemu-user has neither): they are tested only on
+    // CPUs that have them (docs/testing.md).
+    const std::set<std::string> cpu = cpuinfo_flags();
+    const auto has = [&](std::initializer_list<const char*> names) {
+        for (const char* n : names)
+            if (!cpu.count(n)) return false;
+        return true;
+    };
+    std::set<std::string> expected = {"scalar"};
+#if defined(__x86_64__)
+    REQUIRE(!cpu.empty());  // Linux: /proc/cpuinfo lists the flags
+    if (has({"avx2", "fma", "bmi2"})) expected.insert("avx2");
+    const bool avx512 = has({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512vbmi", "avx2", "fma",
+                             "bmi2"});
+    if (avx512) expected.insert("avx512");
+    if (avx512 && has({"amx_tile", "amx_int8", "avx512_bitalg"})) expected.insert("amx");
+#elif defined(__aarch64__)
+    expected.insert("neon");
+#endif
+    std::set<std::string> tested;
+    for (const KernelTable* K : all_tables()) tested.insert(K->name);
+    std::string tested_s, untested_s;
+    for (const char* v : {"scalar", "avx2", "avx512", "amx", "neon"}) {
+        std::string& list = tested.count(v) ? tested_s : untested_s;
+        list += (list.empty() ? "" : " ") + std::string(v);
+    }
+    std::printf("kernel variants tested on this CPU: %s; not available here: %s\n", tested_s.c_str(),
+                untested_s.empty() ? "none" : untested_s.c_str());
+    CHECK(tested == expected);
+}
+
+TEST_CASE("NANOQUANT_KERNEL picks the active variant or fails naming the variable and the value",
+          "[kernels][dispatch][env]")
+{
+    // ctest runs this case once without the variable and once per value (tests/kernels/CMakeLists.txt:
+    // kernels.env_kernel_*): the variable is read once per process, at the first use.
+    const char* env = std::getenv("NANOQUANT_KERNEL");
+    const std::string v = env ? env : "";
+    INFO("NANOQUANT_KERNEL='" << v << "'");
+    if (v.empty()) {
+        REQUIRE(std::string(kernel_target_name()) == target_name(supported_targets().back()));
+    } else if (v == "scalar") {
+        REQUIRE(std::string(kernel_target_name()) == "scalar");
+        REQUIRE(&active_kernels() == &kernel_table(KernelTarget::Scalar));
+    } else if (v == "sse9") {
+        REQUIRE_THROWS_WITH(active_kernels(), Catch::Contains("NANOQUANT_KERNEL: unknown kernel target 'sse9' "
+                                                              "(expected scalar, avx2, avx512, amx or neon)"));
+        REQUIRE_THROWS_AS(active_kernels(), nanoquant::invalid_argument);  // still failing: nothing cached
+    } else if (v == "neon" || v == "avx2") {  // the variant of the other architecture
+        REQUIRE_FALSE(target_supported(parse_kernel_target(v)));
+        REQUIRE_THROWS_WITH(active_kernels(),
+                            Catch::Contains("NANOQUANT_KERNEL: kernel target '" + v + "' is not available on this CPU or build"));
+    } else {
+        FAIL("no expectation for this value");
+    }
+}
+
+TEST_CASE("dispatch: names and forcing and errors", "[kernels][dispatch]")
 {
     const std::string active = kernel_target_name();
     bool found = false;
@@ -448,7 +637,7 @@ TEST_CASE("bad arguments give clear errors", "[kernels][errors]")
     REQUIRE_THROWS_WITH(pack_layer(broken), Catch::Contains("s_in has 3 entries"));
 }
 
-TEST_CASE("read_signs touches one word of every 64-byte line of both stages, for any thread count",
+TEST_CASE("read_signs touches one word of every 64-byte line of both stages for any thread count",
           "[kernels][benchmark]")
 {
     // Reference: XOR of the first 8 bytes of every tile (tiles are 64 bytes, 16 words).
@@ -475,7 +664,7 @@ TEST_CASE("read_signs touches one word of every 64-byte line of both stages, for
     }
 }
 
-TEST_CASE("int8 quantization: planted values, ties to even, tiny inputs, and the same bytes on every variant",
+TEST_CASE("int8 quantization: planted values and ties to even and tiny inputs and the same bytes on every variant",
           "[kernels][int8]")
 {
     constexpr Index kPad = 64;

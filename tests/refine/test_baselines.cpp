@@ -43,7 +43,7 @@ TEST_CASE("sign binarization recovers a planted diag(h) S diag(g) exactly", "[re
     CHECK((rb.apply(X) - rb.reconstruct() * X).norm() < 1e-12 * X.norm() * W.norm());
 }
 
-TEST_CASE("residual paths: more paths and the refit lower the error; a planted 2-path W is fit well", "[refine][baselines]")
+TEST_CASE("residual paths: more paths and the refit lower the error and a planted 2-path W is fit well", "[refine][baselines]")
 {
     detail::Rng rng(2);
     const Matrix<double> W = randn(64, 48, rng);
@@ -75,7 +75,7 @@ TEST_CASE("residual paths: more paths and the refit lower the error; a planted 2
     CHECK(rel(P, rp.reconstruct()) < 1e-8);
 }
 
-TEST_CASE("svd16 at equal bits: rank rule, planted low rank, half-precision storage", "[refine][baselines]")
+TEST_CASE("svd16 at equal bits: rank rule and planted low rank and half-precision storage", "[refine][baselines]")
 {
     using Catch::Matchers::Contains;
     CHECK(svd16_rank_for_bpw(512, 512, 1.0) == 16);
@@ -92,7 +92,7 @@ TEST_CASE("svd16 at equal bits: rank rule, planted low rank, half-precision stor
     REQUIRE_THROWS_WITH(sign_binarize<double>(W, Vector<double>::Zero(20)), Contains("imp_in must be > 0"));
 }
 
-TEST_CASE("dbf recovers a planted three-scale binary factorization; its error falls with the rank", "[refine][baselines]")
+TEST_CASE("dbf recovers a planted three-scale binary factorization and its error falls with the rank", "[refine][baselines]")
 {
     using Catch::Matchers::Contains;
     detail::Rng rng(4);

@@ -160,7 +160,7 @@ TEST_CASE("reconstruction recovers a planted factorization's outputs from a pert
     CHECK(e == Approx(res.rel_error_after()).epsilon(1e-9));
 }
 
-TEST_CASE("reconstruction never returns something worse than its start, and is seed-reproducible", "[refine]")
+TEST_CASE("reconstruction never returns something worse than its start and is seed-reproducible", "[refine]")
 {
     detail::Rng rng(5);
     const Index m = 40, n = 24;
@@ -219,7 +219,7 @@ TEST_CASE("reconstruction rejects bad inputs with clear messages", "[refine]")
     REQUIRE_THROWS_WITH(make_layer_params<double>(f, W, &bad), Contains("u_latent must be 6x2, got 5x2"));
 }
 
-TEST_CASE("output-aware scale refit and U sign polish never increase the loss; refit is a stationary point", "[refine]")
+TEST_CASE("output-aware scale refit and U sign polish never increase the loss and refit is a stationary point", "[refine]")
 {
     detail::Rng rng(17);
     const Index m = 30, n = 20, r = 6;
@@ -261,7 +261,7 @@ TEST_CASE("output-aware scale refit and U sign polish never increase the loss; r
     CHECK(polish_u_signs<double>(exact, X, dense_targets<double>(f.reconstruct(), X), 3) == 0);
 }
 
-TEST_CASE("V sign polish: every accepted flip changes the loss by exactly its prediction; the loss never rises", "[refine]")
+TEST_CASE("V sign polish: every accepted flip changes the loss by exactly its prediction and the loss never rises", "[refine]")
 {
     auto run = [](bool mid, bool weighted) {
         detail::Rng rng(23);

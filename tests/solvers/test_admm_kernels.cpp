@@ -37,7 +37,7 @@ TEMPLATE_TEST_CASE("svid_projection agrees with the plain double reference", "[s
     }
 }
 
-TEST_CASE("svid_projection is exact on a sign x rank-1 matrix, with sign(0) = +1", "[solvers][svid]")
+TEST_CASE("svid_projection is exact on a sign x rank-1 matrix with sign(0) = +1", "[solvers][svid]")
 {
     const Index p = 30, q = 12;
     const Matrix<double> G = gaussian(p, q, 3);
@@ -87,7 +87,7 @@ TEMPLATE_TEST_CASE("ridge_solve_right agrees with the reference ridge update", "
     }
 }
 
-TEST_CASE("rho schedules start at 0, rise monotonically and stay below 1", "[solvers][schedule]")
+TEST_CASE("rho schedules start at 0 and rise monotonically and stay below 1", "[solvers][schedule]")
 {
     for (RhoSchedule s : {RhoSchedule::Linear, RhoSchedule::Cubic, RhoSchedule::Logistic, RhoSchedule::ExpDecay,
                           RhoSchedule::ExpGrowth}) {

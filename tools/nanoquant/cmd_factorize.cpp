@@ -226,7 +226,10 @@ MethodResult run_method(const FactorizeArgs& a, const MethodSpec& ms, const Matr
         opts.iterations = a.flags.iters;
         opts.seed = a.flags.seed;
         const DbfResult<float> r = dbf_factorize<float>(W, opts, imp_in, imp_out);
-        if (!std::isfinite(r.relative_error) || !r.factorization.reconstruct().allFinite())
+        // The scales first: reconstruct() rejects non-finite scales as a bad argument (exit code 2).
+        const auto& fz = r.factorization;
+        if (!std::isfinite(r.relative_error) || !fz.s_out.allFinite() || !fz.s_in.allFinite() ||
+            (fz.has_mid_scale() && !fz.s_mid.allFinite()) || !fz.reconstruct().allFinite())
             throw numerical_error("dbf_factorize: a NaN or infinity appeared after " + std::to_string(opts.iterations) +
                                   " iterations");
         out.has_factorization = true;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -101,14 +102,36 @@ private:
         if (!in) ::nanoquant::detail::raise_io_error(path + ": cannot open the checkpoint index");
         std::ostringstream ss;
         ss << in.rdbuf();
+        // A JSON object may repeat a key, and the parsed object keeps one of the values: a tensor
+        // listed twice in the weight_map would silently be read from one of its two shards. The
+        // callback records the weight_map's (tensor, shard) pairs as written, repeats included.
+        std::vector<std::string> parents;  // the key whose value each open object is
+        std::string last_key;
+        std::vector<std::pair<std::string, std::string>> listed;
+        const auto record = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& v) {
+            using E = nlohmann::json::parse_event_t;
+            if (ev == E::object_start) parents.push_back(last_key);
+            else if (ev == E::object_end && !parents.empty()) parents.pop_back();
+            else if (ev == E::key) last_key = v.get<std::string>();
+            else if (ev == E::value && parents.size() == 2 && parents[1] == "weight_map" && v.is_string())
+                listed.emplace_back(last_key, v.get<std::string>());
+            return true;
+        };
         nlohmann::json j;
         try {
-            j = nlohmann::json::parse(ss.str());
+            j = nlohmann::json::parse(ss.str(), record);
         } catch (const nlohmann::json::exception& e) {
             ::nanoquant::detail::raise_io_error(path + ": not a valid JSON checkpoint index: " + e.what());
         }
         if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
             ::nanoquant::detail::raise_io_error(path + ": checkpoint index has no \"weight_map\" object");
+        std::map<std::string, std::string> first_listed;
+        for (const auto& [tensor, shard] : listed) {
+            const auto ins = first_listed.emplace(tensor, shard);
+            if (!ins.second)
+                ::nanoquant::detail::raise_io_error(path + ": tensor '" + tensor + "' is listed twice in the weight_map (shards '" +
+                                       ins.first->second + "' and '" + shard + "')");
+        }
         if (j.contains("metadata") && j["metadata"].is_object())
             for (auto it = j["metadata"].begin(); it != j["metadata"].end(); ++it)
                 m_metadata[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();

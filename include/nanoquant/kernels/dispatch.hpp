@@ -131,6 +131,12 @@ inline std::atomic<const KernelTable*>& active_table()
     static std::atomic<const KernelTable*> slot{[] {
         const char* env = std::getenv("NANOQUANT_KERNEL");
         if (env && *env) {
+            bool known = false;
+            for (KernelTarget t :
+                 {KernelTarget::Scalar, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx, KernelTarget::Neon})
+                known = known || std::strcmp(env, target_name(t)) == 0;
+            NANOQUANT_CHECK(known, "NANOQUANT_KERNEL",
+                            "unknown kernel target '" << env << "' (expected scalar, avx2, avx512, amx or neon)");
             const KernelTarget t = parse_kernel_target(env);
             NANOQUANT_CHECK(target_supported(t), "NANOQUANT_KERNEL",
                             "kernel target '" << env << "' is not available on this CPU or build");
