@@ -300,13 +300,8 @@ Matrix<float> load_calibration(const std::string& path, const Matrix<float>& W, 
         ::nanoquant::detail::raise_io_error(path + ": calibration inputs hold 0 tokens (shape (0, " +
                                             std::to_string(h.cols()) + ")); at least one is needed");
     Matrix<float> X = io::decode_npy<float>(file.data(), file.size(), path);
-    try {
-        check_finite(X, "load", "X");
-    } catch (const nanoquant::invalid_argument& e) {
-        const std::string msg = e.what();
-        const std::size_t p = msg.find("X has");
-        throw nanoquant::io_error(path + ": calibration inputs: " + (p == std::string::npos ? msg : msg.substr(p)));
-    }
+    const NonFinite bad = find_non_finite(X);
+    if (bad.count != 0) throw nanoquant::io_error(path + ": calibration inputs: " + bad.describe("X"));
     return X;
 }
 

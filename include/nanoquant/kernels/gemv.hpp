@@ -296,7 +296,7 @@ inline void prefetch_split_start(const TiledSigns& S, Index pieces, int tid, int
 
 inline void check_layer_io(const PackedLayer& L, Index batch, Index ldx, Index ldy, const GemvOptions& opt)
 {
-    constexpr const char* where = "nanoquant::kernels::gemm";
+    constexpr const char* where = "kernels::gemm";
     opt.validate(where);
     NANOQUANT_CHECK(batch >= 0, where, "batch must be >= 0, got " << batch);
     NANOQUANT_CHECK(ldx >= L.n, where, "ldx = " << ldx << " is smaller than the input size n = " << L.n);
@@ -364,7 +364,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         qsum = detail::grow(S.qsum, batch);
         for (Index b = 0; b < batch; ++b) {
             fscale[b] = K.quantize_i8(xs + b * np, n, np, q1 + b * np, qsum + b);
-            NANOQUANT_CHECK(!std::isnan(fscale[b]), "nanoquant::kernels::gemm",
+            NANOQUANT_CHECK(!std::isnan(fscale[b]), "kernels::gemm",
                             "the Int8 path needs finite inputs, but s_in ⊙ x of token " << b
                                                                                      << " has a non-finite entry");
         }
@@ -536,7 +536,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     if (int8) {
         // A non-finite rank vector t (scales too large) cannot be quantized: report it.
         for (Index b = 0; b < batch; ++b)
-            NANOQUANT_CHECK(!std::isnan(fscale[batch + b]), "nanoquant::kernels::gemm",
+            NANOQUANT_CHECK(!std::isnan(fscale[batch + b]), "kernels::gemm",
                             "the Int8 path produced a non-finite rank vector t for token " << b
                                                                                            << " (scales too large)");
     }
@@ -553,7 +553,7 @@ inline void gemv(const PackedLayer& L, const float* x, float* y, const GemvOptio
 /// \throws nanoquant::invalid_argument if x.size() != L.n (or as gemv()).
 inline Vector<float> gemv(const PackedLayer& L, const Eigen::Ref<const Vector<float>>& x, const GemvOptions& opt = {})
 {
-    NANOQUANT_CHECK(x.size() == L.n, "nanoquant::kernels::gemv", "x has " << x.size() << " entries, expected n = " << L.n);
+    NANOQUANT_CHECK(x.size() == L.n, "kernels::gemv", "x has " << x.size() << " entries, expected n = " << L.n);
     Vector<float> y(L.m);
     gemv(L, x.data(), y.data(), opt);
     return y;
@@ -563,7 +563,7 @@ inline Vector<float> gemv(const PackedLayer& L, const Eigen::Ref<const Vector<fl
 /// \throws nanoquant::invalid_argument if X.rows() != L.n (or as gemm()).
 inline Matrix<float> gemm(const PackedLayer& L, const Eigen::Ref<const Matrix<float>>& X, const GemvOptions& opt = {})
 {
-    NANOQUANT_CHECK(X.rows() == L.n, "nanoquant::kernels::gemm", "X has " << X.rows() << " rows, expected n = " << L.n);
+    NANOQUANT_CHECK(X.rows() == L.n, "kernels::gemm", "X has " << X.rows() << " rows, expected n = " << L.n);
     Matrix<float> Y(L.m, X.cols());
     gemm(L, X.data(), X.outerStride(), X.cols(), Y.data(), L.m, opt);
     return Y;

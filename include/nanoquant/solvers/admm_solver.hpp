@@ -228,14 +228,7 @@ public:
         detail::check_importance(imp_in, W.cols(), where, "importance_in");
         detail::check_importance(imp_out, W.rows(), where, "importance_out");
         const Index m = W.rows(), n = W.cols();
-        {
-            // Re-run the option checks with the real shape, but report them as solve's.
-            try {
-                m_opts.validate(m, n);
-            } catch (const invalid_argument& e) {
-                detail::raise_invalid_argument(where, std::string(e.what()).substr(std::string("nanoquant::").size()));
-            }
-        }
+        m_opts.validate(m, n, where);  // the option checks again, with W's shape, reported as solve's
         const auto t0 = std::chrono::steady_clock::now();
         ThreadScope threads(m_opts.num_threads);
         const bool transpose = m < n;
