@@ -33,7 +33,10 @@ Matrix<float> gaussian(Index m, Index n, std::uint64_t seed)
 /// Best-of-reps GFLOP/s of Eigen's SGEMM C = A·B (m×n times n×r) with `threads` threads.
 double sgemm_gflops(const Matrix<float>& A, Index r, int threads)
 {
-    ThreadScope scope(threads);
+    // A benchmark program may set Eigen's process-wide thread count (the library never does).
+    const int previous = Eigen::nbThreads();
+    Eigen::setNbThreads(resolve_num_threads(threads));
+    struct Restore { int n; ~Restore() { Eigen::setNbThreads(n); } } restore{previous};
     const Matrix<float> B = gaussian(A.cols(), r, 7);
     Matrix<float> C(A.rows(), r);
     C.noalias() = A * B;  // warm-up

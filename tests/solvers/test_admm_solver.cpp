@@ -3,6 +3,11 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <nanoquant/solvers/admm_solver.hpp>
 
@@ -289,11 +294,48 @@ TEST_CASE("iterations = 0 exports the projected random start", "[solvers][admm]"
     REQUIRE(res.factorization.rank() == 3);
 }
 
-TEST_CASE("num_threads is restored after a solve", "[solvers][admm]")
+TEST_CASE("a solve leaves Eigen's and OpenMP's thread settings untouched", "[solvers][admm][threads]")
 {
-    const int before = Eigen::nbThreads();
-    auto o = small_options<double>(3, 3);
-    o.num_threads = 1;
-    AdmmSolver<double>(o).solve(gaussian<double>(10, 10, 1));
-    REQUIRE(Eigen::nbThreads() == before);
+    const int eigen_before = Eigen::nbThreads();
+#ifdef _OPENMP
+    const int omp_before = omp_get_max_threads();
+#endif
+    for (const int nt : {1, 2, 3}) {
+        auto o = small_options<double>(3, 3);
+        o.num_threads = nt;
+        AdmmSolver<double>(o).solve(gaussian<double>(40, 30, 1));
+        REQUIRE(Eigen::nbThreads() == eigen_before);
+#ifdef _OPENMP
+        REQUIRE(omp_get_max_threads() == omp_before);
+#endif
+    }
+}
+
+TEST_CASE("solves on two std::threads with different thread counts give their own results", "[solvers][admm][threads]")
+{
+    // Large enough that the products and loops of a solve really split (p·q > 32768, GEMM sizes
+    // over Eigen's parallel threshold), so a shared setting would change the arithmetic.
+    const Matrix<float> W = gaussian<float>(300, 200, 5);
+    auto options = [](int nt) {
+        AdmmOptions<float> o;
+        o.rank = 64;
+        o.iterations = 12;
+        o.seed = 3;
+        o.num_threads = nt;
+        o.sign_products = SignProducts::Dense;  // Eigen's GEMM path, the one a global setting steers
+        return o;
+    };
+    const AdmmResult<float> alone1 = AdmmSolver<float>(options(1)).solve(W);
+    const AdmmResult<float> alone3 = AdmmSolver<float>(options(3)).solve(W);
+    for (int round = 0; round < 3; ++round) {
+        AdmmResult<float> r1, r3;
+        std::thread a([&] { r1 = AdmmSolver<float>(options(1)).solve(W); });
+        std::thread b([&] { r3 = AdmmSolver<float>(options(3)).solve(W); });
+        a.join();
+        b.join();
+        REQUIRE(r1.factorization.reconstruct() == alone1.factorization.reconstruct());
+        REQUIRE(r3.factorization.reconstruct() == alone3.factorization.reconstruct());
+        REQUIRE(r1.relative_error == alone1.relative_error);
+        REQUIRE(r3.relative_error == alone3.relative_error);
+    }
 }

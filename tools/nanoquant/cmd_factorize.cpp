@@ -308,7 +308,8 @@ Matrix<float> load_calibration(const std::string& path, const Matrix<float>& W, 
 /// Layer reconstruction of `r` (admm or dbf) on X; fills the --json fields and replaces r.f.
 void refine(const FactorizeArgs& a, const Matrix<float>& W, const Matrix<float>& X, MethodResult& r, nlohmann::json& j)
 {
-    const LayerReconstructionOptions lo = a.recon.options(a.flags.seed);
+    LayerReconstructionOptions lo = a.recon.options(a.flags.seed);
+    lo.num_threads = a.flags.threads;
     const bool latents = r.u_latent.size() != 0;
     const LayerParams<float> start =
         make_layer_params<float>(r.f, W, latents ? &r.u_latent : nullptr, latents ? &r.vt_latent : nullptr);
@@ -351,7 +352,10 @@ int run(const FactorizeArgs& a)
     const Matrix<float> X = a.calib.empty() ? Matrix<float>() : load_calibration(a.calib, W, a.input);
     cli::usage_check(a.flags.threads >= 0, "--threads must be >= 0, got " + std::to_string(a.flags.threads));
 #ifdef _OPENMP
-    if (a.flags.threads > 0) omp_set_num_threads(a.flags.threads);  // baselines and reconstruction too
+    // The command's one process-wide setting, made once before any work: the OpenMP default of the
+    // baselines (sign, residual, svd), which take no thread count. The solver and the reconstruction
+    // get --threads explicitly (AdmmOptions::num_threads, LayerReconstructionOptions::num_threads).
+    if (a.flags.threads > 0) omp_set_num_threads(a.flags.threads);
 #endif
 
     const auto t0 = std::chrono::steady_clock::now();

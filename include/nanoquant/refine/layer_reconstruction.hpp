@@ -35,6 +35,7 @@
 #include "nanoquant/core/checks.hpp"
 #include "nanoquant/core/factorization.hpp"
 #include "nanoquant/detail/random.hpp"
+#include "nanoquant/detail/threads.hpp"
 #include "nanoquant/refine/adam.hpp"
 #include "nanoquant/refine/layer_params.hpp"
 
@@ -77,6 +78,10 @@ struct LayerReconstructionOptions {
     /// Rounds of the exact output-aware scale refit (refit_scales_output) applied to the start and
     /// after every epoch; 0 = scales are tuned by Adam only (the reference). Default 2; >= 0.
     int refit_rounds = 2;
+    /// Threads of the reconstruction: its loops and Eigen's products within the call (per call,
+    /// never a process-wide setting). 0 = the caller's OpenMP default (omp_get_max_threads()). >= 0.
+    /// Results do not depend on it beyond the summation order of Eigen's products.
+    int num_threads = 0;
 
     /// Throws nanoquant::invalid_argument naming the bad field and its value.
     void validate() const
@@ -95,6 +100,7 @@ struct LayerReconstructionOptions {
         NANOQUANT_CHECK(polish_rounds >= 0, w, "polish_rounds must be >= 0, got " << polish_rounds);
         NANOQUANT_CHECK(polish_v_sweeps >= 0, w, "polish_v_sweeps must be >= 0, got " << polish_v_sweeps);
         NANOQUANT_CHECK(refit_rounds >= 0, w, "refit_rounds must be >= 0, got " << refit_rounds);
+        NANOQUANT_CHECK(num_threads >= 0, w, "num_threads must be >= 0, got " << num_threads);
     }
 };
 
@@ -287,18 +293,21 @@ void refit_scales_output(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<S
 /// descent: flipping u_ik changes the row's loss by 4(G_kk + u_ik(b_k − g_k)) with G = T₂ᵀT₂,
 /// b = T₂ᵀY_:i/s_out_i and g = G u_i, and a flip is taken whenever that is negative. At most
 /// `sweeps` passes over k per row; the loss never increases. The latent keeps its magnitude and
-/// takes the new sign. Cost O(T n r + T m r + m r² · sweeps).
+/// takes the new sign. Cost O(T n r + T m r + m r² · sweeps). Rows are independent: the result does
+/// not depend on `num_threads` (0 = the caller's OpenMP default, else that many threads).
 /// \return the number of flips
 template <typename Scalar>
 Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
-                     const Eigen::Ref<const Matrix<Scalar>>& Y, int sweeps = 2)
+                     const Eigen::Ref<const Matrix<Scalar>>& Y, int sweeps = 2, int num_threads = 0)
 {
     constexpr const char* where = "polish_u_signs";
     p.validate(where);
     NANOQUANT_CHECK(sweeps >= 0, where, "sweeps must be >= 0, got " << sweeps);
+    NANOQUANT_CHECK(num_threads >= 0, where, "num_threads must be >= 0, got " << num_threads);
     NANOQUANT_CHECK(X.cols() == p.cols() && Y.cols() == p.rows() && X.rows() == Y.rows(), where,
                     "X must be tokens x " << p.cols() << " and Y tokens x " << p.rows() << ", got " << X.rows()
                                           << "x" << X.cols() << " and " << Y.rows() << "x" << Y.cols());
+    const int nt = resolve_num_threads(num_threads);
     const Matrix<double> Xd = X.template cast<double>();
     Matrix<double> T2 = Xd * p.s_in.template cast<double>().asDiagonal() *
                         sign_of(p.vt).template cast<double>().transpose();
@@ -308,7 +317,9 @@ Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scala
     const Index r = p.rank();
     Index flips = 0;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 16) reduction(+ : flips)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 16) reduction(+ : flips) if (nt > 1)
+#else
+    (void)nt;
 #endif
     for (Index i = 0; i < p.rows(); ++i) {
         const double so = double(p.s_out(i));
@@ -451,15 +462,14 @@ double rms_of(const Vector<Scalar>& v)
 }
 }  // namespace detail
 
-/// Tunes `start` on calibration inputs X (tokens × n) and targets Y (tokens × m); see the file comment.
-/// \param w_out per-output-channel importance (length m, >= 0), empty = ones (e.g. o_norm)
-/// \throws nanoquant::invalid_argument on bad options, shapes, negative weights or non-finite inputs
+namespace detail {
+/// reconstruct_layer()'s work, inside its per-call thread setting; `nt` threads for its own loops.
 template <typename Scalar>
-LayerReconstructionResult<Scalar> reconstruct_layer(const LayerParams<Scalar>& start,
-                                                    const Eigen::Ref<const Matrix<Scalar>>& X,
-                                                    const Eigen::Ref<const Matrix<Scalar>>& Y,
-                                                    const LayerReconstructionOptions& opts = {},
-                                                    const Vector<Scalar>& w_out = Vector<Scalar>())
+LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar>& start,
+                                                        const Eigen::Ref<const Matrix<Scalar>>& X,
+                                                        const Eigen::Ref<const Matrix<Scalar>>& Y,
+                                                        const LayerReconstructionOptions& opts,
+                                                        const Vector<Scalar>& w_out, int nt)
 {
     constexpr const char* where = "reconstruct_layer";
     opts.validate();
@@ -553,7 +563,7 @@ LayerReconstructionResult<Scalar> reconstruct_layer(const LayerParams<Scalar>& s
     if (opts.epochs > 0 && opts.polish_rounds > 0) {
         LayerParams<Scalar> q = best;
         for (int k = 0; k < opts.polish_rounds; ++k) {
-            Index flips = polish_u_signs<Scalar>(q, X, Y, 2);
+            Index flips = polish_u_signs<Scalar>(q, X, Y, 2, nt);
             flips += polish_v_signs<Scalar>(q, X, Y, w_out, opts.polish_v_sweeps);
             if (flips == 0) break;
             res.polish_flips += flips;
@@ -571,6 +581,24 @@ LayerReconstructionResult<Scalar> reconstruct_layer(const LayerParams<Scalar>& s
     res.params = std::move(best);
     res.factorization = res.params.harden();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    return res;
+}
+}  // namespace detail
+
+/// Tunes `start` on calibration inputs X (tokens × n) and targets Y (tokens × m); see the file comment.
+/// Runs on opts.num_threads threads, a per-call setting (no process-wide Eigen or OpenMP change).
+/// \param w_out per-output-channel importance (length m, >= 0), empty = ones (e.g. o_norm)
+/// \throws nanoquant::invalid_argument on bad options, shapes, negative weights or non-finite inputs
+template <typename Scalar>
+LayerReconstructionResult<Scalar> reconstruct_layer(const LayerParams<Scalar>& start,
+                                                    const Eigen::Ref<const Matrix<Scalar>>& X,
+                                                    const Eigen::Ref<const Matrix<Scalar>>& Y,
+                                                    const LayerReconstructionOptions& opts = {},
+                                                    const Vector<Scalar>& w_out = Vector<Scalar>())
+{
+    const int nt = resolve_num_threads(opts.num_threads);
+    LayerReconstructionResult<Scalar> res;
+    detail::with_openmp_threads(nt, [&] { res = detail::reconstruct_layer_run<Scalar>(start, X, Y, opts, w_out, nt); });
     return res;
 }
 

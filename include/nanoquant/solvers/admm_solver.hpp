@@ -191,8 +191,9 @@ void parallel_ridge_solves(Matrix<Scalar>& KA, Matrix<Scalar>& RA, Matrix<Scalar
 
 }  // namespace detail
 
-/// The NanoQuant ADMM solver. Stores its options by value; reusable and free of hidden state
-/// (apart from Eigen's process-wide thread count, set for the duration of a solve).
+/// The NanoQuant ADMM solver. Stores its options by value; reusable and free of hidden state. It
+/// uses AdmmOptions::num_threads threads and changes no process-wide Eigen or OpenMP setting, so
+/// solves on several std::threads, with different thread counts, do not interfere.
 template <typename Scalar>
 class AdmmSolver {
 public:
@@ -230,7 +231,7 @@ public:
         const Index m = W.rows(), n = W.cols();
         m_opts.validate(m, n, where);  // the option checks again, with W's shape, reported as solve's
         const auto t0 = std::chrono::steady_clock::now();
-        ThreadScope threads(m_opts.num_threads);
+        const int nt = resolve_num_threads(m_opts.num_threads);
         const bool transpose = m < n;
         // Solver orientation: Wt is mm×nn with mm >= nn.
         const Index mm = transpose ? n : m, nn = transpose ? m : n;
@@ -244,10 +245,14 @@ public:
         }
         AdmmResult<Scalar> res;
         detail::AdmmState<Scalar> st;
-        run(Wt, st, res, threads.threads(), t0);
-        if (res.status != SolverStatus::NumericalIssue) {
-            export_into(W, st, o, i, transpose, res);
-        }
+        // Threads: the loops of run() take nt explicitly; Eigen's products see nt as the OpenMP
+        // default of this call only (with_openmp_threads), process-wide settings untouched.
+        detail::with_openmp_threads(nt, [&] {
+            run(Wt, st, res, nt, t0);
+            if (res.status != SolverStatus::NumericalIssue) {
+                export_into(W, st, o, i, transpose, res);
+            }
+        });
         res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return res;
     }
