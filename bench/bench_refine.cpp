@@ -10,7 +10,7 @@
 
 #include <nanoquant/core/bit_budget.hpp>
 #include <nanoquant/refine/layer_reconstruction.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
 
 #ifdef _OPENMP
 #include <omp.h>

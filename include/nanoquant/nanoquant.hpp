@@ -20,19 +20,17 @@
 #include "nanoquant/solvers/scale_refit.hpp"
 #include "nanoquant/solvers/admm_solver.hpp"
 #include "nanoquant/refine/importance.hpp"
-#include "nanoquant/refine/synthetic.hpp"
 #include "nanoquant/refine/layer_params.hpp"
 #include "nanoquant/refine/adam.hpp"
 #include "nanoquant/refine/layer_reconstruction.hpp"
 #include "nanoquant/refine/mitigation.hpp"
 #include "nanoquant/refine/swiglu_block.hpp"
+#include "nanoquant/baselines/dbf.hpp"
 #include "nanoquant/baselines/residual_binary.hpp"
 #include "nanoquant/baselines/svd16.hpp"
 #include "nanoquant/io/npy.hpp"
-#if __has_include(<nlohmann/json.hpp>)  // the safetensors headers parse JSON with nlohmann-json
-#include "nanoquant/io/safetensors.hpp"
+#include "nanoquant/io/safetensors.hpp"  // io/: needs nlohmann-json (the CMake target brings it)
 #include "nanoquant/io/checkpoint.hpp"
 #include "nanoquant/io/weights.hpp"
 #include "nanoquant/io/factorized_file.hpp"
-#endif
 #include "nanoquant/kernels/gemv.hpp"

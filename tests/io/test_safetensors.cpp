@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -179,6 +181,31 @@ TEST_CASE("safetensors: an empty tensor with a huge dimension reads as an empty 
     const Matrix<float> M = v.read_matrix<float>("e");
     CHECK(M.rows() == 37400047019551615);
     CHECK(M.cols() == 0);
+}
+
+TEST_CASE("safetensors: F64 tensors read at full precision as double and agree with the npy reader", "[io][safetensors]")
+{
+    // 1 + 2^-40 and 1/3 are not representable in float: a read through float would round them.
+    const double vals[6] = {1.0 + std::ldexp(1.0, -40), 1.0 / 3.0, -2.5e-300, 1e300, 0.1, -7.0};
+    std::string data(sizeof vals, '\0');
+    std::memcpy(&data[0], vals, sizeof vals);
+    const std::string bytes = st_bytes(R"({"w":{"dtype":"F64","shape":[2,3],"data_offsets":[0,48]}})", data);
+    SafetensorsView v(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "f64.safetensors");
+    const Matrix<double> M = v.read_matrix<double>("w");
+    REQUIRE(M.rows() == 2);
+    REQUIRE(M.cols() == 3);
+    for (int k = 0; k < 6; ++k) REQUIRE(M(k / 3, k % 3) == vals[k]);  // bit for bit, C order
+    REQUIRE(M(0, 0) != double(float(vals[0])));
+    // The float reads round each value once.
+    const Matrix<float> F = v.read_matrix<float>("w");
+    for (int k = 0; k < 4; ++k) REQUIRE(F(k / 3, k % 3) == static_cast<float>(vals[k]));
+    // The same values through the .npy reader give the same doubles.
+    Matrix<double> D(2, 3);
+    for (int k = 0; k < 6; ++k) D(k / 3, k % 3) = vals[k];
+    const std::string npy = temp_path("f64.npy");
+    save_npy(npy, D);
+    REQUIRE(load_npy<double>(npy) == M);
+    std::remove(npy.c_str());
 }
 
 TEST_CASE("safetensors: a 1 GB sparse file is read for one small tensor without reading the file",

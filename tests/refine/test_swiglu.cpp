@@ -4,7 +4,7 @@
 #include <Eigen/SVD>
 
 #include <nanoquant/refine/swiglu_block.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
 
 using namespace nanoquant;
 
