@@ -342,7 +342,7 @@ TEST_CASE("V sign polish rejects bad inputs with clear messages", "[refine]")
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, {}, -1), Contains("sweeps must be >= 0, got -1"));
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, Vector<double>::Ones(5)), Contains("w has 5 entries"));
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, -Vector<double>::Ones(6)), Contains("w must be >= 0"));
-    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, randn(10, 5, rng), Y), Contains("X must be tokens x 4"));
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, randn(10, 5, rng), Y), Contains("X has 5 columns, expected the layer's inputs n = 4"));
     LayerReconstructionOptions o;
     o.polish_v_sweeps = -2;
     REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, o), Contains("polish_v_sweeps must be >= 0, got -2"));
