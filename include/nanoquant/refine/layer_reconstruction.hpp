@@ -189,6 +189,34 @@ private:
     Rng m_rng;
     std::vector<Index> m_perm;
 };
+
+/// The best iterate of a driver (keep_best): the start, then whatever offer() sees with a lower
+/// finite loss.
+template <typename Params>
+struct BestIterate {
+    Params params;
+    double loss;
+    Index epoch = 0;
+    BestIterate(const Params& start, double start_loss) : params(start), loss(start_loss) {}
+    void offer(const Params& p, double l, Index e)
+    {
+        if (std::isfinite(l) && l < loss) {
+            loss = l;
+            params = p;
+            epoch = e;
+        }
+    }
+    /// End of the epochs: with keep_best the epochs' losses (`epoch_loss`) were offered already;
+    /// without it the last iterate is returned whatever its loss (`last_loss`).
+    template <typename LossFn>
+    void finish(bool keep_best, const Params& last, Index epochs, LossFn&& last_loss)
+    {
+        if (keep_best) return;
+        params = last;
+        epoch = epochs;
+        loss = last_loss();
+    }
+};
 }  // namespace detail
 
 namespace detail {
@@ -212,15 +240,10 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
     const Matrix<Scalar> u0 = sign_of(p.u), vt0 = sign_of(p.vt);
 
     res.loss_before = layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk);
-    LayerParams<Scalar> best = p;
-    double best_loss = res.loss_before;
+    detail::BestIterate<LayerParams<Scalar>> best(p, res.loss_before);
     if (opts.refit_rounds > 0 && opts.epochs > 0) {
         refit_scales_output<Scalar>(p, X, Y, w_out, opts.refit_rounds);
-        const double l = layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk);
-        if (std::isfinite(l) && l < best_loss) {
-            best_loss = l;
-            best = p;
-        }
+        best.offer(p, layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk), 0);
     }
 
     detail::TokenBatches batches(X.rows(), opts.batch_size, opts.seed, opts.shuffle);
@@ -246,22 +269,14 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
         res.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
         if (opts.refit_rounds > 0) refit_scales_output<Scalar>(p, X, Y, w_out, opts.refit_rounds);
         if (opts.keep_best) {
-            const double l = layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk);
-            res.epoch_loss.push_back(l);
-            if (std::isfinite(l) && l < best_loss) {
-                best_loss = l;
-                best = p;
-                res.best_epoch = epoch;
-            }
+            res.epoch_loss.push_back(layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk));
+            best.offer(p, res.epoch_loss.back(), epoch);
         }
     }
-    if (!opts.keep_best) {
-        best = p;
-        res.best_epoch = opts.epochs;
-        best_loss = layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk);
-    }
+    best.finish(opts.keep_best, p, opts.epochs, [&] { return layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk); });
+    res.best_epoch = best.epoch;
     if (opts.epochs > 0 && opts.polish_rounds > 0) {
-        LayerParams<Scalar> q = best;
+        LayerParams<Scalar> q = best.params;
         for (int k = 0; k < opts.polish_rounds; ++k) {
             Index flips = polish_u_signs<Scalar>(q, X, Y, 2, nt);
             flips += polish_v_signs<Scalar>(q, X, Y, w_out, opts.polish_v_sweeps);
@@ -269,16 +284,12 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
             res.polish_flips += flips;
             refit_scales_output<Scalar>(q, X, Y, w_out, std::max(1, opts.refit_rounds));
         }
-        const double l = layer_loss<Scalar>(q, X, Y, w_out, opts.eval_chunk);
-        if (std::isfinite(l) && l < best_loss) {
-            best_loss = l;
-            best = std::move(q);
-        }
+        best.offer(q, layer_loss<Scalar>(q, X, Y, w_out, opts.eval_chunk), best.epoch);
     }
-    res.loss_after = best_loss;
-    res.flipped_u = (sign_of(best.u).array() != u0.array()).count();
-    res.flipped_v = (sign_of(best.vt).array() != vt0.array()).count();
-    res.params = std::move(best);
+    res.loss_after = best.loss;
+    res.flipped_u = (sign_of(best.params.u).array() != u0.array()).count();
+    res.flipped_v = (sign_of(best.params.vt).array() != vt0.array()).count();
+    res.params = std::move(best.params);
     res.factorization = res.params.harden();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     return res;

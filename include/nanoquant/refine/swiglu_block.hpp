@@ -156,8 +156,7 @@ SwiGluReconstructionResult<Scalar> reconstruct_swiglu_block(const SwiGluParams<S
         return den > 0 ? num / den : num;
     };
     res.loss_before = full_loss(p);
-    SwiGluParams<Scalar> best = p;
-    double best_loss = res.loss_before;
+    detail::BestIterate<SwiGluParams<Scalar>> best(p, res.loss_before);
     detail::TokenBatches batches(X.rows(), opts.batch_size, opts.seed, opts.shuffle);
     const long total = long(batches.count()) * long(opts.epochs);
     AdamState<Scalar> ag(p.gate, opts.beta1, opts.beta2, opts.eps), au(p.up, opts.beta1, opts.beta2, opts.eps),
@@ -178,25 +177,17 @@ SwiGluReconstructionResult<Scalar> reconstruct_swiglu_block(const SwiGluParams<S
             ++res.steps;
         }
         if (opts.keep_best) {
-            const double l = full_loss(p);
-            res.epoch_loss.push_back(l);
-            if (std::isfinite(l) && l < best_loss) {
-                best_loss = l;
-                best = p;
-                res.best_epoch = epoch;
-            }
+            res.epoch_loss.push_back(full_loss(p));
+            best.offer(p, res.epoch_loss.back(), epoch);
         }
     }
-    if (!opts.keep_best) {
-        best = p;
-        best_loss = full_loss(p);
-        res.best_epoch = opts.epochs;
-    }
-    res.loss_after = best_loss;
-    res.params = best;
-    res.gate = best.gate.harden();
-    res.up = best.up.harden();
-    res.down = best.down.harden();
+    best.finish(opts.keep_best, p, opts.epochs, [&] { return full_loss(p); });
+    res.best_epoch = best.epoch;
+    res.loss_after = best.loss;
+    res.params = best.params;
+    res.gate = best.params.gate.harden();
+    res.up = best.params.up.harden();
+    res.down = best.params.down.harden();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return res;
 }
