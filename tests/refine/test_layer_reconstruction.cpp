@@ -3,24 +3,14 @@
 
 #include <nanoquant/refine/layer_reconstruction.hpp>
 #include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::rand_pos;
+using testing::randn;
 
 namespace {
 
-Matrix<double> randn(Index r, Index c, detail::Rng& rng)
-{
-    Matrix<double> M(r, c);
-    for (Index j = 0; j < c; ++j)
-        for (Index i = 0; i < r; ++i) M(i, j) = rng.normal();
-    return M;
-}
-Vector<double> rand_pos(Index n, detail::Rng& rng)
-{
-    Vector<double> v(n);
-    for (Index i = 0; i < n; ++i) v(i) = 0.5 + rng.uniform();
-    return v;
-}
 
 // Loss of continuous effective matrices (the function whose gradient layer_backward computes).
 double loss_of(const Matrix<double>& ue, const Matrix<double>& vte, const LayerParams<double>& p,

@@ -10,20 +10,12 @@
 #endif
 
 #include <nanoquant/solvers/admm_solver.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::gaussian;
 
 namespace {
-template <typename S>
-Matrix<S> gaussian(Index a, Index b, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<S> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = S(rng.normal());
-    return X;
-}
-
 /// W = diag(s_out)·U·Vᵀ·diag(s_in) with random signs and positive scales in [0.5, 1.5].
 template <typename S>
 Matrix<S> planted(Index m, Index n, Index r, std::uint64_t seed)
