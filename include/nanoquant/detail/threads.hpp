@@ -9,6 +9,8 @@
 #include <exception>
 #include <utility>
 
+#include "nanoquant/core/types.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -35,7 +37,10 @@ namespace detail {
 /// fn use num_threads threads; the region is inactive, so the explicit `num_threads(n)` loops in fn
 /// run on n threads as usual. Two calls on two std::threads with different counts do not interfere.
 /// (An application that calls Eigen::setNbThreads itself overrides this for Eigen's products.)
-/// Exceptions thrown by fn are rethrown on the caller's side of the region.
+/// Exceptions thrown by fn are rethrown on the caller's side of the region. Cost: OpenMP regions
+/// inside fn are nested, and libgomp starts fresh threads for nested teams (no pool), so use it
+/// around work that opens few regions (a solve's export, a rare fallback), not around a loop of
+/// small parallel steps.
 template <typename Fn>
 void with_openmp_threads(int num_threads, Fn&& fn)
 {
@@ -55,6 +60,29 @@ void with_openmp_threads(int num_threads, Fn&& fn)
     (void)num_threads;
     fn();
 #endif
+}
+
+/// dst = lhs·rhs with the rows of dst split over `nt` threads in one top-level OpenMP region (its
+/// threads come from the pool), each block one Eigen GEMM on its own thread: inside the team Eigen
+/// does not parallelize again, and each task's OpenMP default is set to 1 for the case of a team of
+/// one (a per-task value; nothing process-wide changes). The blocks are fixed by nt, so the result
+/// depends on nt (GEMM blocking) and on nothing else.
+template <typename Dst, typename Lhs, typename Rhs>
+void split_rows_product(Dst& dst, const Lhs& lhs, const Rhs& rhs, int nt)
+{
+    nt = std::max(1, nt);
+    const Index m = lhs.rows();
+    dst.resize(m, rhs.cols());
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; ++t) {
+#ifdef _OPENMP
+        omp_set_num_threads(1);
+#endif
+        const Index lo = m * t / nt, hi = m * (t + 1) / nt;
+        if (hi > lo) dst.middleRows(lo, hi - lo).noalias() = lhs.middleRows(lo, hi - lo) * rhs;
+    }
 }
 
 }  // namespace detail

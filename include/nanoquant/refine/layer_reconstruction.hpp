@@ -220,7 +220,7 @@ struct BestIterate {
 }  // namespace detail
 
 namespace detail {
-/// reconstruct_layer()'s work, inside its per-call thread setting; `nt` threads for its own loops.
+/// reconstruct_layer()'s work; `nt` threads for its own parallel loops.
 template <typename Scalar>
 LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar>& start,
                                                         const Eigen::Ref<const Matrix<Scalar>>& X,
@@ -297,7 +297,7 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
 }  // namespace detail
 
 /// Tunes `start` on calibration inputs X (tokens × n) and targets Y (tokens × m); see the file comment.
-/// Runs on opts.num_threads threads, a per-call setting (no process-wide Eigen or OpenMP change).
+/// Its own parallel loops run on opts.num_threads threads; nothing process-wide changes.
 /// \param w_out per-output-channel importance (length m, >= 0), empty = ones (e.g. o_norm)
 /// \throws nanoquant::invalid_argument on bad options, shapes, negative weights or non-finite inputs
 template <typename Scalar>
@@ -307,10 +307,7 @@ LayerReconstructionResult<Scalar> reconstruct_layer(const LayerParams<Scalar>& s
                                                     const LayerReconstructionOptions& opts = {},
                                                     const Vector<Scalar>& w_out = Vector<Scalar>())
 {
-    const int nt = resolve_num_threads(opts.num_threads);
-    LayerReconstructionResult<Scalar> res;
-    detail::with_openmp_threads(nt, [&] { res = detail::reconstruct_layer_run<Scalar>(start, X, Y, opts, w_out, nt); });
-    return res;
+    return detail::reconstruct_layer_run<Scalar>(start, X, Y, opts, w_out, resolve_num_threads(opts.num_threads));
 }
 
 }  // namespace nanoquant

@@ -52,9 +52,11 @@ struct LayerReconstructionOptions {
     /// Rounds of the exact output-aware scale refit (refit_scales_output) applied to the start and
     /// after every epoch; 0 = scales are tuned by Adam only (the reference). Default 2; >= 0.
     int refit_rounds = 2;
-    /// Threads of the reconstruction: its loops and Eigen's products within the call (per call,
-    /// never a process-wide setting). 0 = the caller's OpenMP default (omp_get_max_threads()). >= 0.
-    /// Results do not depend on it beyond the summation order of Eigen's products.
+    /// Threads of the reconstruction's own parallel loops (the U sign polish; its result does not
+    /// depend on the count). 0 = the caller's OpenMP default (omp_get_max_threads()). >= 0. The
+    /// many small Eigen products of the Adam steps run with the caller's OpenMP default (which
+    /// nanoquant never changes): giving each its own count would need a nested OpenMP region per
+    /// product, and libgomp starts fresh threads for every nested team.
     int num_threads = 0;
 
     /// Throws nanoquant::invalid_argument naming the bad field and its value.

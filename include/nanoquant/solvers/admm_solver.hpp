@@ -162,11 +162,13 @@ void parallel_ridge_solves(Matrix<Scalar>& KA, Matrix<Scalar>& RA, Matrix<Scalar
     }
     if (la.info() != Eigen::Success || lb.info() != Eigen::Success) {
         // Rare (λ >= reg > 0 keeps K + λI positive definite in exact arithmetic): K already holds
-        // K + λI, take the general path.
-        const Matrix<Scalar> RtA = KA.partialPivLu().solve(RA.transpose());
-        RA = RtA.transpose();
-        const Matrix<Scalar> RtB = KB.partialPivLu().solve(RB.transpose());
-        RB = RtB.transpose();
+        // K + λI, take the general path (its GEMMs on nt threads, a per-call setting).
+        with_openmp_threads(nt, [&] {
+            const Matrix<Scalar> RtA = KA.partialPivLu().solve(RA.transpose());
+            RA = RtA.transpose();
+            const Matrix<Scalar> RtB = KB.partialPivLu().solve(RB.transpose());
+            RB = RtB.transpose();
+        });
         return;
     }
     const Index m = RA.rows(), n = RB.rows();
@@ -245,14 +247,13 @@ public:
         }
         AdmmResult<Scalar> res;
         detail::AdmmState<Scalar> st;
-        // Threads: the loops of run() take nt explicitly; Eigen's products see nt as the OpenMP
-        // default of this call only (with_openmp_threads), process-wide settings untouched.
-        detail::with_openmp_threads(nt, [&] {
-            run(Wt, st, res, nt, t0);
-            if (res.status != SolverStatus::NumericalIssue) {
-                export_into(W, st, o, i, transpose, res);
-            }
-        });
+        // Threads: every loop and product of run() splits over nt threads explicitly (its two GEMMs
+        // by rows, detail::split_rows_product); the export's few Eigen products see nt as the OpenMP
+        // default of this call only (with_openmp_threads). No process-wide setting changes.
+        run(Wt, st, res, nt, t0);
+        if (res.status != SolverStatus::NumericalIssue) {
+            detail::with_openmp_threads(nt, [&] { export_into(W, st, o, i, transpose, res); });
+        }
         res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return res;
     }
@@ -389,7 +390,7 @@ private:
                 magnitudes(st.fb, mag_a, mag_b);
                 products.wt_times(st.Bz, mag_a, mag_b, st.Ax, nt);  // W̃ B_zᵀ (m×r)
             } else {
-                st.Ax.noalias() = Wt * st.Bz;  // W̃ B_zᵀ (m×r)
+                detail::split_rows_product(st.Ax, Wt, st.Bz, nt);  // W̃ B_zᵀ (m×r)
             }
             if (t > 0) {
                 const double obj = objective(st.Ax);
@@ -422,7 +423,7 @@ private:
                 magnitudes(st.fa, mag_a, mag_b);
                 products.wtt_times(Wt, st.Az, mag_a, mag_b, st.Bx, nt);
             } else {
-                st.Bx.noalias() = Wt.transpose() * st.Az;
+                detail::split_rows_product(st.Bx, Wt.transpose(), st.Az, nt);
             }
             const Scalar srho = Scalar(rho);
 #ifdef _OPENMP
