@@ -16,25 +16,20 @@
 #include <string>
 
 #include <nanoquant/solvers/admm_solver.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
 
 namespace {
 
-Matrix<float> gaussian(Index m, Index n, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<float> X(m, n);
-    for (Index j = 0; j < n; ++j)
-        for (Index i = 0; i < m; ++i) X(i, j) = float(rng.normal());
-    return X;
-}
-
 /// Best-of-reps GFLOP/s of Eigen's SGEMM C = A·B (m×n times n×r) with `threads` threads.
 double sgemm_gflops(const Matrix<float>& A, Index r, int threads)
 {
-    ThreadScope scope(threads);
-    const Matrix<float> B = gaussian(A.cols(), r, 7);
+    // A benchmark program may set Eigen's process-wide thread count (the library never does).
+    const int previous = Eigen::nbThreads();
+    Eigen::setNbThreads(resolve_num_threads(threads));
+    struct Restore { int n; ~Restore() { Eigen::setNbThreads(n); } } restore{previous};
+    const Matrix<float> B = testing::gaussian<float>(A.cols(), r, 7);
     Matrix<float> C(A.rows(), r);
     C.noalias() = A * B;  // warm-up
     double best = 1e30;
@@ -51,7 +46,7 @@ void admm_iteration(benchmark::State& state)
 {
     const Index m = state.range(0), n = state.range(1), r = state.range(2);
     const int threads = int(state.range(3));
-    const Matrix<float> W = gaussian(m, n, 1);
+    const Matrix<float> W = testing::gaussian<float>(m, n, 1);
     const double gemm = sgemm_gflops(W, r, threads);
     // Iterations timed per solve: the trace gives the time at the end of each iteration.
     const int timed = m >= 4096 ? 2 : 10;

@@ -26,7 +26,7 @@
 #include <tuple>
 #include <vector>
 
-#include <nanoquant/kernels/gemv_benchmark.hpp>
+#include "gemv_benchmark.hpp"  // bench/support: a harness, not part of the installed library
 
 using namespace nanoquant;
 using namespace nanoquant::kernels;

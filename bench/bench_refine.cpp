@@ -10,7 +10,8 @@
 
 #include <nanoquant/core/bit_budget.hpp>
 #include <nanoquant/refine/layer_reconstruction.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
+#include "random_matrices.hpp"  // tests/support
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -22,20 +23,11 @@ namespace {
 
 constexpr Index kN = 4096, kTokens = 4096;
 
-Matrix<float> random_matrix(Index r, Index c, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<float> M(r, c);
-    for (Index j = 0; j < c; ++j)
-        for (Index i = 0; i < r; ++i) M(i, j) = float(rng.normal());
-    return M;
-}
-
 void BM_gemm(benchmark::State& state)
 {
     // The shape of the largest GEMMs of a step: (B×n)·(n×r) with B = batch tokens.
     const Index B = state.range(0), r = rank_for_bpw(kN, kN, 1.0);
-    const Matrix<float> A = random_matrix(B, kN, 1), Bm = random_matrix(kN, r, 2);
+    const Matrix<float> A = testing::gaussian<float>(B, kN, 1), Bm = testing::gaussian<float>(kN, r, 2);
     Matrix<float> C(B, r);
     for (auto _ : state) {
         C.noalias() = A * Bm;
@@ -52,14 +44,14 @@ void BM_reconstruction_epoch(benchmark::State& state)
 {
     const Index r = rank_for_bpw(kN, kN, 1.0);  // 2016
     LayerParams<float> p;
-    p.u = random_matrix(kN, r, 3);
-    p.vt = random_matrix(r, kN, 4);
+    p.u = testing::gaussian<float>(kN, r, 3);
+    p.vt = testing::gaussian<float>(r, kN, 4);
     p.s_out = Vector<float>::Constant(kN, 0.01f);
     p.s_in = Vector<float>::Constant(kN, 0.01f);
     OutlierActivationOptions ao;
     ao.seed = 5;
     const Matrix<float> X = make_outlier_activations<float>(kTokens, kN, ao);
-    const Matrix<float> Y = random_matrix(kTokens, kN, 6);
+    const Matrix<float> Y = testing::gaussian<float>(kTokens, kN, 6);
     LayerReconstructionOptions o;
     o.epochs = 1;
     o.batch_size = state.range(0);

@@ -34,7 +34,7 @@
 #include <nanoquant/io/npy.hpp>
 #include <nanoquant/refine/importance.hpp>
 #include <nanoquant/refine/layer_reconstruction.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
 #include <nanoquant/solvers/admm_solver.hpp>
 
 using namespace nanoquant;

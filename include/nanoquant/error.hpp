@@ -9,6 +9,15 @@
 ///   and the offending value.
 /// - nanoquant::numerical_error: a computation broke down (non-finite iterate, failed factorization).
 /// - nanoquant::io_error: a file is missing, truncated or malformed; the message names the file.
+///
+/// Message format. invalid_argument from the library reads "nanoquant::<where>: <what>", where
+/// <where> is the function's name inside namespace nanoquant ("AdmmSolver::solve",
+/// "kernels::gemm") and <what> names the argument, the rule and the value. Call sites pass <where>
+/// without the "nanoquant::" prefix (NANOQUANT_CHECK(cond, "kernels::gemm", ...)); a <where> that
+/// carries it anyway is not prefixed twice (tests/core/test_errors.cpp pins the format). io_error
+/// reads "<file>: <what>". Callers that need a fact about a failure (which value is not finite,
+/// whether a bit budget fits) get it from the check functions themselves (core/checks.hpp
+/// find_non_finite, core/bit_budget.hpp budget_shortfall), never by parsing what().
 
 #include <sstream>
 #include <stdexcept>
@@ -36,9 +45,19 @@ public:
 
 namespace detail {
 
+/// "nanoquant::<where>: <what>" (see the file comment), with <where> taken as given when it already
+/// starts with "nanoquant::".
+inline std::string error_message(const char* where, const std::string& what)
+{
+    static constexpr char prefix[] = "nanoquant::";
+    const std::string w = where ? where : "";
+    const bool qualified = w.compare(0, sizeof(prefix) - 1, prefix) == 0;
+    return (qualified ? w : prefix + w) + ": " + what;
+}
+
 [[noreturn]] inline void raise_invalid_argument(const char* where, const std::string& what)
 {
-    throw ::nanoquant::invalid_argument(std::string("nanoquant::") + where + ": " + what);
+    throw ::nanoquant::invalid_argument(error_message(where, what));
 }
 
 [[noreturn]] inline void raise_io_error(const std::string& what)

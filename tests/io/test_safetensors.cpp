@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -179,6 +181,33 @@ TEST_CASE("safetensors: an empty tensor with a huge dimension reads as an empty 
     const Matrix<float> M = v.read_matrix<float>("e");
     CHECK(M.rows() == 37400047019551615);
     CHECK(M.cols() == 0);
+}
+
+TEST_CASE("safetensors: F64 tensors read at full precision as double and agree with the npy reader", "[io][safetensors]")
+{
+    // 1 + 2^-40 and 1/3 are not representable in float: a read through float would round them.
+    const double vals[6] = {1.0 + std::ldexp(1.0, -40), 1.0 / 3.0, -2.5e-300, 1e300, 0.1, -7.0};
+    std::string data(sizeof vals, '\0');
+    std::memcpy(&data[0], vals, sizeof vals);
+    const std::string bytes = st_bytes(R"({"w":{"dtype":"F64","shape":[2,3],"data_offsets":[0,48]}})", data);
+    SafetensorsView v(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "f64.safetensors");
+    const Matrix<double> M = v.read_matrix<double>("w");
+    REQUIRE(M.rows() == 2);
+    REQUIRE(M.cols() == 3);
+    for (int k = 0; k < 6; ++k) REQUIRE(M(k / 3, k % 3) == vals[k]);  // bit for bit, C order
+    REQUIRE(M(0, 0) != double(float(vals[0])));
+    // The float reads round each value once.
+    const Matrix<float> F = v.read_matrix<float>("w");
+    for (int k = 0; k < 4; ++k) REQUIRE(F(k / 3, k % 3) == static_cast<float>(vals[k]));
+    // The same bytes as an '<f8' .npy array give the same doubles through the .npy reader.
+    std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::string npy = std::string("\x93NUMPY\x01\x00", 8);
+    npy += static_cast<char>(header.size() & 0xff);
+    npy += static_cast<char>(header.size() >> 8);
+    npy += header + data;
+    REQUIRE(decode_npy<double>(reinterpret_cast<const std::uint8_t*>(npy.data()), npy.size(), "f64.npy") == M);
 }
 
 TEST_CASE("safetensors: a 1 GB sparse file is read for one small tensor without reading the file",

@@ -5,6 +5,8 @@
 #include <nanoquant/core/factorization.hpp>
 #include <nanoquant/detail/random.hpp>
 
+#include "../support/random_matrices.hpp"
+
 namespace nqtest {
 using nanoquant::Index;
 
@@ -29,10 +31,6 @@ inline nanoquant::Factorization<float> random_factorization(Index m, Index n, In
 
 inline nanoquant::Matrix<float> random_matrix(Index a, Index b, std::uint64_t seed)
 {
-    nanoquant::detail::Rng rng(seed);
-    nanoquant::Matrix<float> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = float(rng.normal());
-    return X;
+    return nanoquant::testing::gaussian<float>(a, b, seed);
 }
 }  // namespace nqtest

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include <nanoquant/kernels/gemv.hpp>
-#include <nanoquant/kernels/gemv_benchmark.hpp>
+#include "gemv_benchmark.hpp"  // bench/support: a harness, not part of the installed library
 
 #ifdef _OPENMP
 #include <omp.h>

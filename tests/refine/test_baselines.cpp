@@ -5,23 +5,13 @@
 #include <nanoquant/baselines/residual_binary.hpp>
 #include <nanoquant/baselines/svd16.hpp>
 #include <nanoquant/detail/random.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::rand_pos;
+using testing::randn;
 
 namespace {
-Matrix<double> randn(Index r, Index c, detail::Rng& rng)
-{
-    Matrix<double> M(r, c);
-    for (Index j = 0; j < c; ++j)
-        for (Index i = 0; i < r; ++i) M(i, j) = rng.normal();
-    return M;
-}
-Vector<double> rand_pos(Index n, detail::Rng& rng)
-{
-    Vector<double> v(n);
-    for (Index i = 0; i < n; ++i) v(i) = 0.5 + rng.uniform();
-    return v;
-}
 double rel(const Matrix<double>& W, const Matrix<double>& A) { return (W - A).norm() / W.norm(); }
 }  // namespace
 

@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <nanoquant/refine/importance.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
 
 using namespace nanoquant;
 

@@ -2,25 +2,15 @@
 #include <catch2/catch.hpp>
 
 #include <nanoquant/refine/layer_reconstruction.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::rand_pos;
+using testing::randn;
 
 namespace {
 
-Matrix<double> randn(Index r, Index c, detail::Rng& rng)
-{
-    Matrix<double> M(r, c);
-    for (Index j = 0; j < c; ++j)
-        for (Index i = 0; i < r; ++i) M(i, j) = rng.normal();
-    return M;
-}
-Vector<double> rand_pos(Index n, detail::Rng& rng)
-{
-    Vector<double> v(n);
-    for (Index i = 0; i < n; ++i) v(i) = 0.5 + rng.uniform();
-    return v;
-}
 
 // Loss of continuous effective matrices (the function whose gradient layer_backward computes).
 double loss_of(const Matrix<double>& ue, const Matrix<double>& vte, const LayerParams<double>& p,
@@ -342,7 +332,7 @@ TEST_CASE("V sign polish rejects bad inputs with clear messages", "[refine]")
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, {}, -1), Contains("sweeps must be >= 0, got -1"));
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, Vector<double>::Ones(5)), Contains("w has 5 entries"));
     REQUIRE_THROWS_WITH(polish_v_signs<double>(p, X, Y, -Vector<double>::Ones(6)), Contains("w must be >= 0"));
-    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, randn(10, 5, rng), Y), Contains("X must be tokens x 4"));
+    REQUIRE_THROWS_WITH(polish_v_signs<double>(p, randn(10, 5, rng), Y), Contains("X has 5 columns, expected the layer's inputs n = 4"));
     LayerReconstructionOptions o;
     o.polish_v_sweeps = -2;
     REQUIRE_THROWS_WITH(reconstruct_layer<double>(p, X, Y, o), Contains("polish_v_sweeps must be >= 0, got -2"));

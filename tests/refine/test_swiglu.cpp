@@ -4,24 +4,14 @@
 #include <Eigen/SVD>
 
 #include <nanoquant/refine/swiglu_block.hpp>
-#include <nanoquant/refine/synthetic.hpp>
+#include "synthetic.hpp"  // tests/support: synthetic data, not part of the installed library
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::rand_pos;
+using testing::randn;
 
 namespace {
-Matrix<double> randn(Index r, Index c, detail::Rng& rng, double s = 1.0)
-{
-    Matrix<double> M(r, c);
-    for (Index j = 0; j < c; ++j)
-        for (Index i = 0; i < r; ++i) M(i, j) = s * rng.normal();
-    return M;
-}
-Vector<double> rand_pos(Index n, detail::Rng& rng)
-{
-    Vector<double> v(n);
-    for (Index i = 0; i < n; ++i) v(i) = 0.5 + rng.uniform();
-    return v;
-}
 LayerParams<double> rand_layer(Index m, Index n, Index r, bool mid, detail::Rng& rng)
 {
     LayerParams<double> p;

@@ -2,20 +2,12 @@
 #include <catch2/catch.hpp>
 
 #include <nanoquant/solvers/admm_solver.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::gaussian;
 
 namespace {
-template <typename S>
-Matrix<S> gaussian(Index a, Index b, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<S> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = S(rng.normal());
-    return X;
-}
-
 template <typename S>
 Vector<S> positive(Index n, std::uint64_t seed)
 {

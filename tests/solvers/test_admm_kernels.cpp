@@ -3,18 +3,12 @@
 
 #include <nanoquant/solvers/admm_kernels.hpp>
 #include <nanoquant/solvers/status.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::gaussian;
 
 namespace {
-Matrix<double> gaussian(Index a, Index b, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<double> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = rng.normal();
-    return X;
-}
 }  // namespace
 
 TEMPLATE_TEST_CASE("svid_projection agrees with the plain double reference", "[solvers][svid]", float, double)

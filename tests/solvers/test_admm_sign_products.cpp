@@ -5,19 +5,11 @@
 
 #include <nanoquant/solvers/admm_sign_products.hpp>
 #include <nanoquant/solvers/admm_solver.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
 
 namespace {
-Matrix<float> gaussian(Index a, Index b, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<float> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = float(rng.normal());
-    return X;
-}
-
 /// An SVID-set matrix Z = P(X) with its magnitudes a = σ|u|, b = |v|.
 struct SvidSample {
     Matrix<float> Z;
@@ -30,7 +22,7 @@ SvidSample svid_sample(Index p, Index r, std::uint64_t seed)
     detail::Rng rng(seed + 1);
     // One power iteration from a random start: u and v may keep negative entries, which the
     // decomposition Z = diag(σ|u|)·sign(Z)·diag(|v|) must handle.
-    const SvidFactors<float> f = svid_projection<float>(gaussian(p, r, seed), s.Z, 1, rng);
+    const SvidFactors<float> f = svid_projection<float>(testing::gaussian<float>(p, r, seed), s.Z, 1, rng);
     s.a = f.u.cwiseAbs() * f.sigma;
     s.b = f.v.cwiseAbs();
     return s;
@@ -60,7 +52,7 @@ TEST_CASE("packed W̃·Z and W̃ᵀ·Z agree with double products on every kerne
         for (auto shape : {std::array<Index, 3>{1, 1, 1}, {7, 3, 2}, {130, 70, 17}, {200, 129, 64}, {333, 513, 40}}) {
             const Index m = shape[0], n = shape[1], r = shape[2];
             INFO("target " << K.name << " shape " << m << "x" << n << " r " << r);
-            const Matrix<float> Wt = gaussian(m, n, 7);
+            const Matrix<float> Wt = testing::gaussian<float>(m, n, 7);
             detail::AdmmSignProducts P(Wt, K);
             const SvidSample zb = svid_sample(n, r, 11), za = svid_sample(m, r, 13);
             Matrix<float> d1, d2, d1t, d2t;
@@ -85,9 +77,9 @@ TEST_CASE("packed W̃·Z and W̃ᵀ·Z agree with double products on every kerne
 
 TEST_CASE("the solver with packed products matches the dense products to rounding", "[solvers][admm][packed]")
 {
-    const Matrix<float> W = gaussian(150, 96, 21);
-    const Vector<float> imp_in = (gaussian(96, 1, 22).array().abs() + 0.5f).matrix();
-    const Vector<float> imp_out = (gaussian(150, 1, 23).array().abs() + 0.5f).matrix();
+    const Matrix<float> W = testing::gaussian<float>(150, 96, 21);
+    const Vector<float> imp_in = (testing::gaussian<float>(96, 1, 22).array().abs() + 0.5f).matrix();
+    const Vector<float> imp_out = (testing::gaussian<float>(150, 1, 23).array().abs() + 0.5f).matrix();
     AdmmOptions<float> o;
     o.rank = 40;
     o.iterations = 60;

@@ -4,22 +4,19 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <nanoquant/solvers/admm_solver.hpp>
+#include "random_matrices.hpp"  // tests/support
 
 using namespace nanoquant;
+using testing::gaussian;
 
 namespace {
-template <typename S>
-Matrix<S> gaussian(Index a, Index b, std::uint64_t seed)
-{
-    detail::Rng rng(seed);
-    Matrix<S> X(a, b);
-    for (Index j = 0; j < b; ++j)
-        for (Index i = 0; i < a; ++i) X(i, j) = S(rng.normal());
-    return X;
-}
-
 /// W = diag(s_out)·U·Vᵀ·diag(s_in) with random signs and positive scales in [0.5, 1.5].
 template <typename S>
 Matrix<S> planted(Index m, Index n, Index r, std::uint64_t seed)
@@ -322,4 +319,50 @@ TEST_CASE("a solve leaves Eigen's process-wide thread count as it found it", "[s
         }
     }
     Eigen::setNbThreads(original);
+}
+
+TEST_CASE("a solve leaves Eigen's and OpenMP's thread settings untouched", "[solvers][admm][threads]")
+{
+    const int eigen_before = Eigen::nbThreads();
+#ifdef _OPENMP
+    const int omp_before = omp_get_max_threads();
+#endif
+    for (const int nt : {1, 2, 3}) {
+        auto o = small_options<double>(3, 3);
+        o.num_threads = nt;
+        AdmmSolver<double>(o).solve(gaussian<double>(40, 30, 1));
+        REQUIRE(Eigen::nbThreads() == eigen_before);
+#ifdef _OPENMP
+        REQUIRE(omp_get_max_threads() == omp_before);
+#endif
+    }
+}
+
+TEST_CASE("solves on two std::threads with different thread counts give their own results", "[solvers][admm][threads]")
+{
+    // Large enough that the products and loops of a solve really split (p·q > 32768, GEMM sizes
+    // over Eigen's parallel threshold), so a shared setting would change the arithmetic.
+    const Matrix<float> W = gaussian<float>(300, 200, 5);
+    auto options = [](int nt) {
+        AdmmOptions<float> o;
+        o.rank = 64;
+        o.iterations = 12;
+        o.seed = 3;
+        o.num_threads = nt;
+        o.sign_products = SignProducts::Dense;  // Eigen's GEMM path, the one a global setting steers
+        return o;
+    };
+    const AdmmResult<float> alone1 = AdmmSolver<float>(options(1)).solve(W);
+    const AdmmResult<float> alone3 = AdmmSolver<float>(options(3)).solve(W);
+    for (int round = 0; round < 3; ++round) {
+        AdmmResult<float> r1, r3;
+        std::thread a([&] { r1 = AdmmSolver<float>(options(1)).solve(W); });
+        std::thread b([&] { r3 = AdmmSolver<float>(options(3)).solve(W); });
+        a.join();
+        b.join();
+        REQUIRE(r1.factorization.reconstruct() == alone1.factorization.reconstruct());
+        REQUIRE(r3.factorization.reconstruct() == alone3.factorization.reconstruct());
+        REQUIRE(r1.relative_error == alone1.relative_error);
+        REQUIRE(r3.relative_error == alone3.relative_error);
+    }
 }

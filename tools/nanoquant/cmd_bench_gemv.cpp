@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <nanoquant/kernels/gemv_benchmark.hpp>
+#include "gemv_benchmark.hpp"  // bench/support: a harness, not part of the installed library
 
 #include "command.hpp"
 

@@ -22,7 +22,7 @@
 
 #include <nanoquant/core/bit_budget.hpp>
 #include <nanoquant/io/npy.hpp>
-#include <nanoquant/kernels/gemv_benchmark.hpp>
+#include "gemv_benchmark.hpp"  // bench/support: a harness, not part of the installed library
 #include <nanoquant/solvers/admm_solver.hpp>
 
 #include "command.hpp"

@@ -303,20 +303,16 @@ Matrix<float> load_calibration(const std::string& path, const Matrix<float>& W, 
         ::nanoquant::detail::raise_io_error(path + ": calibration inputs hold 0 tokens (shape (0, " +
                                             std::to_string(h.cols()) + ")); at least one is needed");
     Matrix<float> X = io::decode_npy<float>(file.data(), file.size(), path);
-    try {
-        check_finite(X, "load", "X");
-    } catch (const nanoquant::invalid_argument& e) {
-        const std::string msg = e.what();
-        const std::size_t p = msg.find("X has");
-        throw nanoquant::io_error(path + ": calibration inputs: " + (p == std::string::npos ? msg : msg.substr(p)));
-    }
+    const NonFinite bad = find_non_finite(X);
+    if (bad.count != 0) throw nanoquant::io_error(path + ": calibration inputs: " + bad.describe("X"));
     return X;
 }
 
 /// Layer reconstruction of `r` (admm or dbf) on X; fills the --json fields and replaces r.f.
 void refine(const FactorizeArgs& a, const Matrix<float>& W, const Matrix<float>& X, MethodResult& r, nlohmann::json& j)
 {
-    const LayerReconstructionOptions lo = a.recon.options(a.flags.seed);
+    LayerReconstructionOptions lo = a.recon.options(a.flags.seed);
+    lo.num_threads = a.flags.threads;
     const bool latents = r.u_latent.size() != 0;
     const LayerParams<float> start =
         make_layer_params<float>(r.f, W, latents ? &r.u_latent : nullptr, latents ? &r.vt_latent : nullptr);
@@ -359,7 +355,10 @@ int run(const FactorizeArgs& a)
     const Matrix<float> X = a.calib.empty() ? Matrix<float>() : load_calibration(a.calib, W, a.input);
     cli::usage_check(a.flags.threads >= 0, "--threads must be >= 0, got " + std::to_string(a.flags.threads));
 #ifdef _OPENMP
-    if (a.flags.threads > 0) omp_set_num_threads(a.flags.threads);  // baselines and reconstruction too
+    // The command's one process-wide setting, made once before any work: the OpenMP default of the
+    // baselines (sign, residual, svd), which take no thread count. The solver and the reconstruction
+    // get --threads explicitly (AdmmOptions::num_threads, LayerReconstructionOptions::num_threads).
+    if (a.flags.threads > 0) omp_set_num_threads(a.flags.threads);
 #endif
 
     const auto t0 = std::chrono::steady_clock::now();

@@ -104,16 +104,14 @@ int run(const QuantizeArgs& a)
             if (t.numel() == 0)
                 throw io_error(ck.shard_of(e.name).file() + ": tensor '" + e.name + "' has 0 elements (shape " +
                                t.shape_string() + "); cannot factorize it (exclude it with --exclude)");
-            try {
-                a.flags.admm_options<float>(t.shape[0], t.shape[1]);  // the flags are valid: only the budget can fail
+            // The flags are valid (validated above): only the budget can fail for this shape.
+            it.dense_reason = budget_shortfall(Index(t.shape[0]), Index(t.shape[1]), a.flags.target_bpw(),
+                                               a.flags.layout());
+            if (it.dense_reason.empty()) {
+                a.flags.admm_options<float>(t.shape[0], t.shape[1]);
                 it.factorize = true;
                 ++n_fact;
-            } catch (const nanoquant::invalid_argument& ex) {
-                // "nanoquant::rank_for_bpw: bpw = ... the smallest budget is X bpw" without the prefix
-                std::string msg = ex.what();
-                const std::size_t p = msg.find(": ");
-                if (msg.rfind("nanoquant::", 0) == 0 && p != std::string::npos) msg = msg.substr(p + 2);
-                it.dense_reason = msg;
+            } else {
                 ++n_dense;
             }
         }

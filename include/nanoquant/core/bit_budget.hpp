@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
+#include <string>
 
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
@@ -52,6 +54,41 @@ inline double bpw_for_rank(Index m, Index n, Index r, ScaleLayout layout = Scale
     return bits / (double(m) * double(n));
 }
 
+namespace detail {
+/// The bit accounting of a budget: total, scale and per-rank bits, and the real-valued rank it buys.
+struct BudgetBits {
+    double mn, total_bits, scale_bits, per_rank, r_star;
+};
+inline BudgetBits budget_bits(Index m, Index n, double bpw, ScaleLayout layout)
+{
+    BudgetBits b;
+    b.mn = double(m) * double(n);
+    b.total_bits = bpw * b.mn;
+    b.scale_bits = 16.0 * double(m + n);
+    b.per_rank = double(m + n) + (layout == ScaleLayout::ThreeScales ? 16.0 : 0.0);
+    b.r_star = (b.total_bits - b.scale_bits) / b.per_rank;
+    return b;
+}
+}  // namespace detail
+
+/// Why `bpw` bits per weight cannot hold an m×n factorization (its scale vectors plus one rank), as
+/// a sentence with the numbers; empty when it can. rank_for_bpw() throws exactly when this is not
+/// empty, with this text, so a caller can ask first instead of catching.
+/// \throws nanoquant::invalid_argument for a non-positive shape or a bpw that is not positive and finite.
+inline std::string budget_shortfall(Index m, Index n, double bpw, ScaleLayout layout = ScaleLayout::TwoScales)
+{
+    constexpr const char* where = "budget_shortfall";
+    NANOQUANT_CHECK(m > 0 && n > 0, where, "shape must be positive, got " << m << "x" << n);
+    NANOQUANT_CHECK(std::isfinite(bpw) && bpw > 0, where, "bpw must be a positive number, got " << bpw);
+    const detail::BudgetBits b = detail::budget_bits(m, n, bpw, layout);
+    if (b.r_star >= 1.0) return {};
+    std::ostringstream os;
+    os << "bpw = " << bpw << " gives " << b.total_bits << " bits for a " << m << "x" << n << " matrix, but its "
+       << num_scale_vectors(layout) << " scale vectors alone need " << b.scale_bits << " bits and each rank "
+       << b.per_rank << " more: the smallest budget is " << (b.scale_bits + b.per_rank) / b.mn << " bpw";
+    return os.str();
+}
+
 /// Rank of an m×n factorization for a target of `bpw` bits per weight.
 /// \throws nanoquant::invalid_argument if bpw is not a positive finite number, or if the budget
 ///         cannot hold the scales plus at least one rank (the message gives the numbers).
@@ -64,18 +101,9 @@ inline Index rank_for_bpw(Index m, Index n, double bpw, ScaleLayout layout = Sca
     NANOQUANT_CHECK(rule.alignment >= 1 && rule.min_rank >= 1, where,
                     "RankRule needs alignment >= 1 and min_rank >= 1, got " << rule.alignment << " and "
                                                                             << rule.min_rank);
-    const double mn = double(m) * double(n);
-    const double total_bits = bpw * mn;
-    const double scale_bits = 16.0 * double(m + n);
-    const double per_rank = double(m + n) + (layout == ScaleLayout::ThreeScales ? 16.0 : 0.0);
-    const double r_star = (total_bits - scale_bits) / per_rank;
-    NANOQUANT_CHECK(r_star >= 1.0, where,
-                    "bpw = " << bpw << " gives " << total_bits << " bits for a " << m << "x" << n
-                             << " matrix, but its " << num_scale_vectors(layout)
-                             << " scale vectors alone need " << scale_bits << " bits and each rank "
-                             << per_rank << " more: the smallest budget is "
-                             << (scale_bits + per_rank) / mn << " bpw");
-    Index r = static_cast<Index>(std::floor(r_star));
+    const std::string shortfall = budget_shortfall(m, n, bpw, layout);
+    NANOQUANT_CHECK(shortfall.empty(), where, shortfall);
+    Index r = static_cast<Index>(std::floor(detail::budget_bits(m, n, bpw, layout).r_star));
     r = (r / rule.alignment) * rule.alignment;
     if (r == 0) r = rule.alignment;
     r = std::max(r, rule.min_rank);

@@ -18,6 +18,28 @@
 
 namespace nanoquant {
 
+namespace detail {
+/// The shape and scale rules shared by Factorization::validate and LayerParams::validate: the
+/// factors' ranks agree (`u_name` is m × r, `vt_name` r' × n), s_out has m entries, s_in n, s_mid 0
+/// or r, and every scale is finite.
+template <typename Scalar>
+void check_factor_layout(Index m, Index r, Index r_vt, Index n, const Vector<Scalar>& s_out,
+                         const Vector<Scalar>& s_mid, const Vector<Scalar>& s_in, const char* where,
+                         const char* u_name, const char* vt_name)
+{
+    NANOQUANT_CHECK(r_vt == r, where,
+                    u_name << " is " << m << "x" << r << " but " << vt_name << " is " << r_vt << "x" << n
+                           << ": the ranks differ");
+    NANOQUANT_CHECK(s_out.size() == m, where, "s_out has " << s_out.size() << " entries, expected rows = " << m);
+    NANOQUANT_CHECK(s_in.size() == n, where, "s_in has " << s_in.size() << " entries, expected cols = " << n);
+    NANOQUANT_CHECK(s_mid.size() == 0 || s_mid.size() == r, where,
+                    "s_mid has " << s_mid.size() << " entries, expected 0 or rank = " << r);
+    check_finite(s_out, where, "s_out");
+    check_finite(s_mid, where, "s_mid");
+    check_finite(s_in, where, "s_in");
+}
+}  // namespace detail
+
 template <typename Scalar>
 struct Factorization {
     static_assert(std::is_floating_point<Scalar>::value,
@@ -38,18 +60,8 @@ struct Factorization {
     /// Throws nanoquant::invalid_argument unless the shapes agree and the scales are finite.
     void validate(const char* where = "Factorization::validate") const
     {
-        NANOQUANT_CHECK(vt.rows() == u.cols(), where,
-                        "U is " << u.rows() << "x" << u.cols() << " but Vt is " << vt.rows() << "x"
-                                << vt.cols() << ": the ranks differ");
-        NANOQUANT_CHECK(s_out.size() == rows(), where,
-                        "s_out has " << s_out.size() << " entries, expected rows = " << rows());
-        NANOQUANT_CHECK(s_in.size() == cols(), where,
-                        "s_in has " << s_in.size() << " entries, expected cols = " << cols());
-        NANOQUANT_CHECK(s_mid.size() == 0 || s_mid.size() == rank(), where,
-                        "s_mid has " << s_mid.size() << " entries, expected 0 or rank = " << rank());
-        check_finite(s_out, where, "s_out");
-        check_finite(s_mid, where, "s_mid");
-        check_finite(s_in, where, "s_in");
+        detail::check_factor_layout(u.rows(), u.cols(), vt.rows(), vt.cols(), s_out, s_mid, s_in, where,
+                                    "U", "Vt");
     }
 
     /// The dense m×n matrix Ŵ.

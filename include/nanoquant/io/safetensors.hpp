@@ -194,35 +194,14 @@ public:
     /// Pointer to the first byte of `t` (inside the viewed bytes; may be unaligned).
     const std::uint8_t* data(const TensorInfo& t) const { return m_base + m_data_offset + t.begin; }
 
-    /// Tensor `name` converted to float, in C order. Supports F32, F16, BF16 and F64.
+    /// Tensor `name` converted to float, in C order. Supports F32, F16, BF16 and F64 (F64 rounded
+    /// to float; read_matrix<double> keeps its full precision).
     /// \throws nanoquant::io_error for other dtypes.
     std::vector<float> read_floats(const std::string& name) const
     {
         const TensorInfo& t = info(name);
-        const std::size_t n = t.numel();
-        std::vector<float> out(n);
-        const std::uint8_t* p = data(t);
-        switch (t.dtype) {
-        case StDType::F32:
-            if (n) std::memcpy(out.data(), p, n * 4);
-            break;
-        case StDType::F16:
-            for (std::size_t i = 0; i < n; ++i) out[i] = half_to_float(load_u16(p + 2 * i));
-            break;
-        case StDType::BF16:
-            for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_float(load_u16(p + 2 * i));
-            break;
-        case StDType::F64:
-            for (std::size_t i = 0; i < n; ++i) {
-                double v;
-                std::memcpy(&v, p + 8 * i, 8);
-                out[i] = static_cast<float>(v);
-            }
-            break;
-        default:
-            ::nanoquant::detail::raise_io_error(m_file + ": tensor '" + name + "' has dtype " + to_string(t.dtype) +
-                                   "; only F32, F16, BF16 and F64 tensors can be read as floats");
-        }
+        std::vector<float> out(t.numel());
+        convert_into(t, out.data());
         return out;
     }
 
@@ -235,18 +214,53 @@ public:
         if (t.shape.size() != 1 && t.shape.size() != 2)
             ::nanoquant::detail::raise_io_error(m_file + ": tensor '" + name + "' has shape " + t.shape_string() + " (" +
                                    std::to_string(t.shape.size()) + " dimensions); expected 1-D or 2-D");
-        const std::vector<float> v = read_floats(name);
         const Index rows = static_cast<Index>(t.shape[0]);
         const Index cols = t.shape.size() == 2 ? static_cast<Index>(t.shape[1]) : 1;
-        Matrix<Scalar> M(rows, cols);
-        if (M.size() == 0) return M;  // e.g. [10^16, 0]: no loop over a dimension of an empty tensor
-        std::size_t k = 0;
-        for (Index i = 0; i < rows; ++i)
-            for (Index j = 0; j < cols; ++j) M(i, j) = static_cast<Scalar>(v[k++]);
-        return M;
+        if (rows == 0 || cols == 0) {  // e.g. [10^16, 0]: no loop over a dimension of an empty tensor
+            convert_into<Scalar>(t, nullptr);  // the dtype check still applies
+            return Matrix<Scalar>(rows, cols);
+        }
+        // Each value converted once, straight to Scalar (F64 -> double is exact, as in the .npy reader).
+        Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> C(rows, cols);
+        convert_into(t, C.data());
+        return Matrix<Scalar>(C);
     }
 
 private:
+    /// The values of `t` converted to Scalar (float or double), in C order, into out[0 .. numel).
+    /// \throws nanoquant::io_error for a dtype other than F32, F16, BF16 and F64.
+    template <typename Scalar>
+    void convert_into(const TensorInfo& t, Scalar* out) const
+    {
+        const std::size_t n = t.numel();
+        const std::uint8_t* p = data(t);
+        switch (t.dtype) {
+        case StDType::F32:
+            for (std::size_t i = 0; i < n; ++i) {
+                float v;
+                std::memcpy(&v, p + 4 * i, 4);
+                out[i] = static_cast<Scalar>(v);
+            }
+            break;
+        case StDType::F16:
+            for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Scalar>(half_to_float(load_u16(p + 2 * i)));
+            break;
+        case StDType::BF16:
+            for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Scalar>(bf16_to_float(load_u16(p + 2 * i)));
+            break;
+        case StDType::F64:
+            for (std::size_t i = 0; i < n; ++i) {
+                double v;
+                std::memcpy(&v, p + 8 * i, 8);
+                out[i] = static_cast<Scalar>(v);
+            }
+            break;
+        default:
+            ::nanoquant::detail::raise_io_error(m_file + ": tensor '" + t.name + "' has dtype " + to_string(t.dtype) +
+                                   "; only F32, F16, BF16 and F64 tensors can be read as floats");
+        }
+    }
+
     static std::uint16_t load_u16(const std::uint8_t* p)
     {
         return static_cast<std::uint16_t>(p[0] | (p[1] << 8));

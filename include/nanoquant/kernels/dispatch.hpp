@@ -78,7 +78,7 @@ inline bool target_supported(KernelTarget t)
 /// \throws nanoquant::invalid_argument if `t` is not supported here (target_supported()).
 inline const KernelTable& kernel_table(KernelTarget t)
 {
-    NANOQUANT_CHECK(target_supported(t), "nanoquant::kernels::kernel_table",
+    NANOQUANT_CHECK(target_supported(t), "kernels::kernel_table",
                     "kernel target '" << target_name(t) << "' is not available on this CPU or build");
     switch (t) {
 #if defined(NANOQUANT_HAVE_AVX2_KERNELS)
@@ -114,7 +114,7 @@ inline KernelTarget parse_kernel_target(const std::string& s)
     for (KernelTarget t :
          {KernelTarget::Scalar, KernelTarget::Avx2, KernelTarget::Avx512, KernelTarget::Amx, KernelTarget::Neon})
         if (s == target_name(t)) return t;
-    NANOQUANT_CHECK(false, "nanoquant::kernels::parse_kernel_target",
+    NANOQUANT_CHECK(false, "kernels::parse_kernel_target",
                     "unknown kernel target '" << s << "' (expected scalar, avx2, avx512, amx or neon)");
     return KernelTarget::Scalar;
 }

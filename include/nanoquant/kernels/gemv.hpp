@@ -147,14 +147,14 @@ inline void cpu_relax()
 
 /// The barrier between the stages of one gemm() call, shared by the threads of its parallel region
 /// (all of them call wait() with the team's size). `#pragma omp barrier` in GCC's libgomp ends every
-/// crossing with a futex_wake system call; on the Zen 5 VM a system call costs about 1 µs and a
-/// barrier about 1.4 µs, against ~0.5 µs for a cache line's round trip between the two cores. When
+/// crossing with a futex_wake system call, which costs more than a cache line's round trip between
+/// two cores on virtual machines (figures: docs/benchmark-log.md, "Thread barriers"). When
 /// the team fits the machine's processors (`spin`), this one is a counter and a generation in their
 /// own cache lines, with no system call: the last thread to arrive resets the counter and bumps the
-/// generation, the others spin on it (PAUSE) and, after kSpins rounds (1.3 ms at Zen 5's 20 ns per
-/// PAUSE; libgomp spins 300 000 rounds before it sleeps), yield the core at every round. A team
+/// generation, the others spin on it (PAUSE) and, after kSpins rounds (on the order of a
+/// millisecond; libgomp spins 300 000 rounds before it sleeps), yield the core at every round. A team
 /// larger than the processors meets at OpenMP's barrier instead: there some threads wait for a core
-/// while others spin (3–8 threads on 2 cores: 5–9× slower with this barrier).
+/// while others spin, and spinning would hold the core a waiting peer needs.
 class TeamBarrier {
 public:
     explicit TeamBarrier(bool spin) : spin_(spin) {}
@@ -195,7 +195,7 @@ private:
 
 #ifdef _OPENMP
 /// omp_get_num_procs() as of the first call: libgomp asks the kernel for the thread's affinity mask
-/// (a sched_getaffinity system call, ~1 µs on the Zen 5 VM) every time.
+/// (a sched_getaffinity system call) every time, too slow for every gemm() call.
 inline int num_procs()
 {
     static const int procs = omp_get_num_procs();
@@ -296,7 +296,7 @@ inline void prefetch_split_start(const TiledSigns& S, Index pieces, int tid, int
 
 inline void check_layer_io(const PackedLayer& L, Index batch, Index ldx, Index ldy, const GemvOptions& opt)
 {
-    constexpr const char* where = "nanoquant::kernels::gemm";
+    constexpr const char* where = "kernels::gemm";
     opt.validate(where);
     NANOQUANT_CHECK(batch >= 0, where, "batch must be >= 0, got " << batch);
     NANOQUANT_CHECK(ldx >= L.n, where, "ldx = " << ldx << " is smaller than the input size n = " << L.n);
@@ -343,9 +343,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // the thread count, so that its sums are grouped the same way for any thread count; int8 on
     // several threads (int32 sums are exact: any split gives the same result). With 2 threads each
     // thread reads one half, one contiguous block: split by rows only, each thread read short runs of
-    // every column word, and on the Zen 5 VM a 2944 × 4096 int8 stage took 58 µs that way with 2
-    // threads against 71 µs with one. Int8 once split into one part per thread; on 16 cores (Xeon)
-    // that was 1.1–1.6× slower than two halves: every thread then went over every row (docs/kernels.md).
+    // every column word, which wastes DRAM bandwidth. One part per thread (instead of two halves)
+    // makes every thread go over every row on many cores (docs/benchmark-log.md, "Many cores").
     const bool split = batch == 1 && (!int8 || nth > 1);
     // Thread 0 (this one)'s first tiles of stage 1 come in while it prepares the input.
     if (split) detail::prefetch_split_start(L.vt, nth, 0, nth);
@@ -365,7 +364,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
         qsum = detail::grow(S.qsum, batch);
         for (Index b = 0; b < batch; ++b) {
             fscale[b] = K.quantize_i8(xs + b * np, n, np, q1 + b * np, qsum + b);
-            NANOQUANT_CHECK(!std::isnan(fscale[b]), "nanoquant::kernels::gemm",
+            NANOQUANT_CHECK(!std::isnan(fscale[b]), "kernels::gemm",
                             "the Int8 path needs finite inputs, but s_in ⊙ x of token " << b
                                                                                      << " has a non-finite entry");
         }
@@ -486,9 +485,8 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     // The GEMMs of at least that many tokens per thread: each thread takes a contiguous share of
     // the tokens through both stages, over every row, with no barrier. Splitting rows, every thread
     // builds every token's lookup tables for every strip of columns, to use them on half the rows;
-    // splitting tokens, every thread makes the rows' indices, to use them for half the tokens. On
-    // 4096×4096 at rank 2016, 2 threads, the token split was 7–10 % faster at batch 16 and 32
-    // (docs/kernels.md, "Threads"). The AMX int8 GEMM unpacks signs once for all tokens instead, and
+    // splitting tokens, every thread makes the rows' indices, to use them for half the tokens, which is
+    // cheaper once each thread has enough tokens (docs/kernels.md, "Threads"). The AMX int8 GEMM unpacks signs once for all tokens instead, and
     // splits tokens only from 32 per thread. The results are the same: each token's sums do not
     // depend on which tokens or rows share a kernel call.
     auto body_tokens = [&](int tid, int nthreads) {
@@ -538,7 +536,7 @@ inline void gemm(const PackedLayer& L, const float* X, Index ldx, Index batch, f
     if (int8) {
         // A non-finite rank vector t (scales too large) cannot be quantized: report it.
         for (Index b = 0; b < batch; ++b)
-            NANOQUANT_CHECK(!std::isnan(fscale[batch + b]), "nanoquant::kernels::gemm",
+            NANOQUANT_CHECK(!std::isnan(fscale[batch + b]), "kernels::gemm",
                             "the Int8 path produced a non-finite rank vector t for token " << b
                                                                                            << " (scales too large)");
     }
@@ -555,7 +553,7 @@ inline void gemv(const PackedLayer& L, const float* x, float* y, const GemvOptio
 /// \throws nanoquant::invalid_argument if x.size() != L.n (or as gemv()).
 inline Vector<float> gemv(const PackedLayer& L, const Eigen::Ref<const Vector<float>>& x, const GemvOptions& opt = {})
 {
-    NANOQUANT_CHECK(x.size() == L.n, "nanoquant::kernels::gemv", "x has " << x.size() << " entries, expected n = " << L.n);
+    NANOQUANT_CHECK(x.size() == L.n, "kernels::gemv", "x has " << x.size() << " entries, expected n = " << L.n);
     Vector<float> y(L.m);
     gemv(L, x.data(), y.data(), opt);
     return y;
@@ -565,7 +563,7 @@ inline Vector<float> gemv(const PackedLayer& L, const Eigen::Ref<const Vector<fl
 /// \throws nanoquant::invalid_argument if X.rows() != L.n (or as gemm()).
 inline Matrix<float> gemm(const PackedLayer& L, const Eigen::Ref<const Matrix<float>>& X, const GemvOptions& opt = {})
 {
-    NANOQUANT_CHECK(X.rows() == L.n, "nanoquant::kernels::gemm", "X has " << X.rows() << " rows, expected n = " << L.n);
+    NANOQUANT_CHECK(X.rows() == L.n, "kernels::gemm", "X has " << X.rows() << " rows, expected n = " << L.n);
     Matrix<float> Y(L.m, X.cols());
     gemm(L, X.data(), X.outerStride(), X.cols(), Y.data(), L.m, opt);
     return Y;

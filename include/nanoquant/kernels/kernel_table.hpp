@@ -25,8 +25,9 @@ namespace kernels {
 
 /// Bytes of signs a GEMV kernel keeps prefetched ahead of its loads, over all the column-word
 /// streams it reads at once (a prefetch never faults, so running past the buffer end is harmless).
-/// 8 KiB measured best on Zen 5 with cold weights (AVX-512 float32: 2 streams, 64 tiles ahead in each; 4
-/// or 16 KiB in all were 10-25 % slower); the int8 GEMVs (AVX-512, AVX2) read one stream and prefetch
+/// The default covers DRAM latency at one core's bandwidth without evicting the lines not yet read
+/// (AVX-512 float32: 2 streams, 64 tiles ahead in each; the dated comparison of 4, 8 and 16 KiB is
+/// in docs/benchmark-log.md); the int8 GEMVs (AVX-512, AVX2) read one stream and prefetch
 /// at least this far (a whole run, see their dot_i8).
 #ifndef NANOQUANT_PREFETCH_BYTES
 #define NANOQUANT_PREFETCH_BYTES 8192
@@ -66,11 +67,9 @@ inline void prefetch_first_runs(const std::uint32_t* tiles, Index row_blocks, In
 }
 
 /// Loads one word in every 4 KiB page that [begin, end) overlaps, so that the pages' translations
-/// are in the TLB before a kernel prefetches lines in them. On the Zen 5 VM (4 KiB pages) software
-/// prefetches into pages not touched yet did not help, as if dropped at the TLB miss: prefetching
-/// 64 tiles ahead in each stream (a page ahead) or none at all measured the same with cold weights.
-/// With the next strip's pages touched first they did (AVX-512 int8 GEMM, a 4096 × 2016 stage at
-/// batch 32: cold 486–526 µs without, 385–397 µs with; hot 379–395 µs; docs/kernels.md).
+/// are in the TLB before a kernel prefetches lines in them: a software prefetch into a page whose
+/// translation misses the TLB may be dropped, so prefetching a page ahead only works once the page
+/// has been touched (figures: docs/benchmark-log.md).
 inline void touch_pages(const std::uint32_t* begin, const std::uint32_t* end)
 {
     std::uint32_t x = 0;
@@ -105,9 +104,9 @@ using DotI8BatchFn = void (*)(const std::uint32_t* tiles, Index row_blocks, Inde
 using QuantizeI8Fn = float (*)(const float* v, Index len, Index padded, std::int8_t* q, std::int32_t* qsum);
 
 /// Tokens per thread from which a GEMM of the lookup-table kernels on several threads splits the
-/// tokens rather than the rows (2 threads, 4096×4096 at rank 2016, medians of 5–10 alternated runs on
-/// the Zen 5 VM: batch 4 row split faster, 222 against 231 µs int8, 276 against 361 µs float32;
-/// batch 8 even; batch 16 and 32 token split faster, int8 489 → 447 and 779 → 705 µs).
+/// tokens rather than the rows: a row split makes every thread build every token's lookup tables,
+/// which outweighs the shared sign reads once each thread has this many tokens (the crossover
+/// measured: docs/benchmark-log.md).
 constexpr Index kLutTokensPerThread = 8;
 
 /// Instruction-set targets a kernel variant is written for.

@@ -143,7 +143,7 @@ struct PackedLayer {
 template <typename Scalar>
 PackedLayer pack_layer(const Factorization<Scalar>& f)
 {
-    f.validate("nanoquant::kernels::pack_layer");
+    f.validate("kernels::pack_layer");
     PackedLayer L;
     L.m = f.rows();
     L.n = f.cols();

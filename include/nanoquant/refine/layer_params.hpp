@@ -53,20 +53,11 @@ struct LayerParams {
     /// Throws nanoquant::invalid_argument unless the shapes agree and every value is finite.
     void validate(const char* where = "LayerParams::validate") const
     {
-        NANOQUANT_CHECK(vt.rows() == u.cols(), where,
-                        "u is " << u.rows() << "x" << u.cols() << " but vt is " << vt.rows() << "x"
-                                << vt.cols() << ": the ranks differ");
-        NANOQUANT_CHECK(s_out.size() == rows(), where,
-                        "s_out has " << s_out.size() << " entries, expected rows = " << rows());
-        NANOQUANT_CHECK(s_in.size() == cols(), where,
-                        "s_in has " << s_in.size() << " entries, expected cols = " << cols());
-        NANOQUANT_CHECK(s_mid.size() == 0 || s_mid.size() == rank(), where,
-                        "s_mid has " << s_mid.size() << " entries, expected 0 or rank = " << rank());
+        // The rules of Factorization::validate (one copy: detail::check_factor_layout), plus finite latents.
+        detail::check_factor_layout(u.rows(), u.cols(), vt.rows(), vt.cols(), s_out, s_mid, s_in, where,
+                                    "u", "vt");
         check_finite(u, where, "u");
         check_finite(vt, where, "vt");
-        check_finite(s_out, where, "s_out");
-        check_finite(s_mid, where, "s_mid");
-        check_finite(s_in, where, "s_in");
     }
 
     /// Hardens the latents: U = sign(u), Vᵀ = sign(vt) (sign(0) = +1), scales copied.

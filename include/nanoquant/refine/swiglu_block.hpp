@@ -133,13 +133,7 @@ SwiGluReconstructionResult<Scalar> reconstruct_swiglu_block(const SwiGluParams<S
     opts.validate();
     start.validate(where);
     const Index d = start.gate.cols();
-    detail::check_calibration(d, d, X.rows(), X.cols(), Y.rows(), Y.cols(), where);
-    check_finite(X, where, "X");
-    check_finite(Y, where, "Y");
-    if (w.size()) {
-        NANOQUANT_CHECK(w.size() == d && w.minCoeff() >= 0, where,
-                        "w must have d = " << d << " entries >= 0, got " << w.size() << " entries");
-    }
+    detail::check_calibration_set(d, d, X, Y, w, where);
     const auto t0 = std::chrono::steady_clock::now();
     SwiGluReconstructionResult<Scalar> res;
     SwiGluParams<Scalar> p = start;
@@ -162,70 +156,38 @@ SwiGluReconstructionResult<Scalar> reconstruct_swiglu_block(const SwiGluParams<S
         return den > 0 ? num / den : num;
     };
     res.loss_before = full_loss(p);
-    SwiGluParams<Scalar> best = p;
-    double best_loss = res.loss_before;
-    const Index T = X.rows(), B = std::min(opts.batch_size, T), batches = (T + B - 1) / B;
-    const long total = long(batches) * long(opts.epochs);
+    detail::BestIterate<SwiGluParams<Scalar>> best(p, res.loss_before);
+    detail::TokenBatches batches(X.rows(), opts.batch_size, opts.seed, opts.shuffle);
+    const long total = long(batches.count()) * long(opts.epochs);
     AdamState<Scalar> ag(p.gate, opts.beta1, opts.beta2, opts.eps), au(p.up, opts.beta1, opts.beta2, opts.eps),
         ad(p.down, opts.beta1, opts.beta2, opts.eps);
-    auto rates = [&](const LayerParams<Scalar>& l) {
-        AdamRates r;
-        r.u = r.vt = opts.lr_latent;
-        r.s_out = opts.lr_scale * detail::rms_of(l.s_out);
-        r.s_mid = opts.lr_scale * detail::rms_of(l.s_mid);
-        r.s_in = opts.lr_scale * detail::rms_of(l.s_in);
-        return r;
-    };
-    const AdamRates rg = rates(p.gate), ru = rates(p.up), rd = rates(p.down);
-    auto scaled = [](AdamRates r, double f) {
-        r.u *= f; r.vt *= f; r.s_out *= f; r.s_mid *= f; r.s_in *= f;
-        return r;
-    };
-    detail::Rng rng(opts.seed);
-    std::vector<Index> perm(static_cast<std::size_t>(T));
-    std::iota(perm.begin(), perm.end(), Index(0));
+    const AdamRates rg = detail::peak_rates(p.gate, opts), ru = detail::peak_rates(p.up, opts),
+                    rd = detail::peak_rates(p.down, opts);
     SwiGluParams<Scalar> g = p.zeros_like();
     Matrix<Scalar> Xb, Yb;
     for (Index epoch = 1; epoch <= opts.epochs; ++epoch) {
-        if (opts.shuffle)
-            for (Index i = T - 1; i > 0; --i)
-                std::swap(perm[static_cast<std::size_t>(i)],
-                          perm[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(i + 1)))]);
-        for (Index bi = 0; bi < batches; ++bi) {
-            const Index s = bi * B, nb = std::min(B, T - s);
-            Xb.resize(nb, X.cols());
-            Yb.resize(nb, Y.cols());
-            for (Index k = 0; k < nb; ++k) {
-                Xb.row(k) = X.row(perm[static_cast<std::size_t>(s + k)]);
-                Yb.row(k) = Y.row(perm[static_cast<std::size_t>(s + k)]);
-            }
+        batches.next_epoch();
+        for (Index bi = 0; bi < batches.count(); ++bi) {
+            batches.gather<Scalar>(bi, X, Y, Xb, Yb);
             swiglu_loss<Scalar>(p, Xb, Yb, w, true, &g);
             const double f = cosine_lr(1.0, opts.lr_min_ratio, res.steps, total);
-            ag.step(p.gate, g.gate, scaled(rg, f));
-            au.step(p.up, g.up, scaled(ru, f));
-            ad.step(p.down, g.down, scaled(rd, f));
+            ag.step(p.gate, g.gate, detail::scaled_rates(rg, f));
+            au.step(p.up, g.up, detail::scaled_rates(ru, f));
+            ad.step(p.down, g.down, detail::scaled_rates(rd, f));
             ++res.steps;
         }
         if (opts.keep_best) {
-            const double l = full_loss(p);
-            res.epoch_loss.push_back(l);
-            if (std::isfinite(l) && l < best_loss) {
-                best_loss = l;
-                best = p;
-                res.best_epoch = epoch;
-            }
+            res.epoch_loss.push_back(full_loss(p));
+            best.offer(p, res.epoch_loss.back(), epoch);
         }
     }
-    if (!opts.keep_best) {
-        best = p;
-        best_loss = full_loss(p);
-        res.best_epoch = opts.epochs;
-    }
-    res.loss_after = best_loss;
-    res.params = best;
-    res.gate = best.gate.harden();
-    res.up = best.up.harden();
-    res.down = best.down.harden();
+    best.finish(opts.keep_best, p, opts.epochs, [&] { return full_loss(p); });
+    res.best_epoch = best.epoch;
+    res.loss_after = best.loss;
+    res.params = best.params;
+    res.gate = best.params.gate.harden();
+    res.up = best.params.up.harden();
+    res.down = best.params.down.harden();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return res;
 }

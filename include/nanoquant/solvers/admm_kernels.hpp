@@ -3,8 +3,8 @@
 
 /// \file admm_kernels.hpp
 /// Building blocks of the ADMM solvers (NanoQuant's and the DBF variant): the SVID projection
-/// (sign × rank-1 magnitude, by power iteration), the ridge X-update (Cholesky), a scoped
-/// thread-count guard, and plain double-precision references of the first two for tests.
+/// (sign × rank-1 magnitude, by power iteration), the ridge X-update (Cholesky), a per-call
+/// OpenMP thread count that leaves process-wide settings alone, and plain double-precision references of the first two for tests.
 /// Symbols follow docs/algorithm.md.
 
 #include <algorithm>
@@ -21,41 +21,10 @@
 
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/detail/random.hpp"
+#include "nanoquant/detail/threads.hpp"
 #include "nanoquant/error.hpp"
 
 namespace nanoquant {
-
-/// Number of threads `n` stands for: n itself when > 0, else the OpenMP default (1 without OpenMP).
-inline int resolve_num_threads(int n)
-{
-    if (n > 0) return n;
-#ifdef _OPENMP
-    return std::max(1, omp_get_max_threads());
-#else
-    return 1;
-#endif
-}
-
-/// Sets Eigen's thread count (used by its GEMM) for the lifetime of the object and restores the
-/// previous value afterwards. Eigen's setting is process-wide: do not run two solves with different
-/// thread counts concurrently.
-class ThreadScope {
-public:
-    /// \param num_threads 0 = OpenMP default, else the count to use.
-    explicit ThreadScope(int num_threads) : m_previous(Eigen::nbThreads()), m_threads(resolve_num_threads(num_threads))
-    {
-        Eigen::setNbThreads(m_threads);
-    }
-    ~ThreadScope() { Eigen::setNbThreads(m_previous); }
-    ThreadScope(const ThreadScope&) = delete;
-    ThreadScope& operator=(const ThreadScope&) = delete;
-    /// The thread count in force.
-    int threads() const { return m_threads; }
-
-private:
-    int m_previous;
-    int m_threads;
-};
 
 /// The rank-1 magnitude of the SVID projection: |X| ≈ σ·u·vᵀ (u, v unit vectors).
 template <typename Scalar>

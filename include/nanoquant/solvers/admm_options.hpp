@@ -77,21 +77,20 @@ struct AdmmOptions {
 
     /// Throws nanoquant::invalid_argument naming the field, the rule and the value.
     /// \param m, n the shape of W (rows, cols); m, n > 0.
-    void validate(Index m, Index n) const
+    /// \param where the function the message names (AdmmSolver::solve passes its own name).
+    void validate(Index m, Index n, const char* where = "AdmmOptions::validate") const
     {
-        constexpr const char* where = "AdmmOptions::validate";
         NANOQUANT_CHECK(m > 0 && n > 0, where, "W must be non-empty, got " << m << "x" << n);
         const Index mn = m < n ? m : n;
         NANOQUANT_CHECK(rank >= 1 && rank <= mn, where,
                         "rank must be in [1, min(m, n)] = [1, " << mn << "] for a " << m << "x" << n
                                                                 << " matrix, got " << rank);
-        validate_fields();
+        validate_fields(where);
     }
 
     /// The checks that do not depend on W's shape (all but the upper bound of rank).
-    void validate_fields() const
+    void validate_fields(const char* where = "AdmmOptions::validate") const
     {
-        constexpr const char* where = "AdmmOptions::validate";
         NANOQUANT_CHECK(rank >= 1, where, "rank must be >= 1 (set it, e.g. with rank_for_bpw), got " << rank);
         NANOQUANT_CHECK(iterations >= 0, where, "iterations must be >= 0, got " << iterations);
         NANOQUANT_CHECK(power_iterations >= 1, where,

@@ -162,11 +162,13 @@ void parallel_ridge_solves(Matrix<Scalar>& KA, Matrix<Scalar>& RA, Matrix<Scalar
     }
     if (la.info() != Eigen::Success || lb.info() != Eigen::Success) {
         // Rare (λ >= reg > 0 keeps K + λI positive definite in exact arithmetic): K already holds
-        // K + λI, take the general path.
-        const Matrix<Scalar> RtA = KA.partialPivLu().solve(RA.transpose());
-        RA = RtA.transpose();
-        const Matrix<Scalar> RtB = KB.partialPivLu().solve(RB.transpose());
-        RB = RtB.transpose();
+        // K + λI, take the general path (its GEMMs on nt threads, a per-call setting).
+        with_openmp_threads(nt, [&] {
+            const Matrix<Scalar> RtA = KA.partialPivLu().solve(RA.transpose());
+            RA = RtA.transpose();
+            const Matrix<Scalar> RtB = KB.partialPivLu().solve(RB.transpose());
+            RB = RtB.transpose();
+        });
         return;
     }
     const Index m = RA.rows(), n = RB.rows();
@@ -191,8 +193,9 @@ void parallel_ridge_solves(Matrix<Scalar>& KA, Matrix<Scalar>& RA, Matrix<Scalar
 
 }  // namespace detail
 
-/// The NanoQuant ADMM solver. Stores its options by value; reusable and free of hidden state
-/// (apart from Eigen's process-wide thread count, set for the duration of a solve).
+/// The NanoQuant ADMM solver. Stores its options by value; reusable and free of hidden state. It
+/// uses AdmmOptions::num_threads threads and changes no process-wide Eigen or OpenMP setting, so
+/// solves on several std::threads, with different thread counts, do not interfere.
 template <typename Scalar>
 class AdmmSolver {
 public:
@@ -236,16 +239,9 @@ public:
         detail::check_importance(imp_in, W.cols(), where, "importance_in");
         detail::check_importance(imp_out, W.rows(), where, "importance_out");
         const Index m = W.rows(), n = W.cols();
-        {
-            // Re-run the option checks with the real shape, but report them as solve's.
-            try {
-                m_opts.validate(m, n);
-            } catch (const invalid_argument& e) {
-                detail::raise_invalid_argument(where, std::string(e.what()).substr(std::string("nanoquant::").size()));
-            }
-        }
+        m_opts.validate(m, n, where);  // the option checks again, with W's shape, reported as solve's
         const auto t0 = std::chrono::steady_clock::now();
-        ThreadScope threads(m_opts.num_threads);
+        const int nt = resolve_num_threads(m_opts.num_threads);
         const bool transpose = m < n;
         // Solver orientation: Wt is mm×nn with mm >= nn.
         const Index mm = transpose ? n : m, nn = transpose ? m : n;
@@ -259,9 +255,12 @@ public:
         }
         AdmmResult<Scalar> res;
         detail::AdmmState<Scalar> st;
-        run(Wt, st, res, threads.threads(), t0);
+        // Threads: every loop and product of run() splits over nt threads explicitly (its two GEMMs
+        // by rows, detail::split_rows_product); the export's few Eigen products see nt as the OpenMP
+        // default of this call only (with_openmp_threads). No process-wide setting changes.
+        run(Wt, st, res, nt, t0);
         if (res.status != SolverStatus::NumericalIssue) {
-            export_into(W, st, o, i, transpose, res);
+            detail::with_openmp_threads(nt, [&] { export_into(W, st, o, i, transpose, res); });
         }
         res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return res;
@@ -399,7 +398,7 @@ private:
                 magnitudes(st.fb, mag_a, mag_b);
                 products.wt_times(st.Bz, mag_a, mag_b, st.Ax, nt);  // W̃ B_zᵀ (m×r)
             } else {
-                st.Ax.noalias() = Wt * st.Bz;  // W̃ B_zᵀ (m×r)
+                detail::split_rows_product(st.Ax, Wt, st.Bz, nt);  // W̃ B_zᵀ (m×r)
             }
             if (t > 0) {
                 const double obj = objective(st.Ax);
@@ -432,7 +431,7 @@ private:
                 magnitudes(st.fa, mag_a, mag_b);
                 products.wtt_times(Wt, st.Az, mag_a, mag_b, st.Bx, nt);
             } else {
-                st.Bx.noalias() = Wt.transpose() * st.Az;
+                detail::split_rows_product(st.Bx, Wt.transpose(), st.Az, nt);
             }
             const Scalar srho = Scalar(rho);
 #ifdef _OPENMP

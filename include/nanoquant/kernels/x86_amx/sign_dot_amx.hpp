@@ -103,8 +103,8 @@ NANOQUANT_TARGET_AMX inline void tile_block(const std::uint32_t* tiles, Index ro
                                             const __m512i* idx)
 {
     // Two sets of unpacked tiles: the next columns' are unpacked before these are loaded, so that the
-    // tile loads do not wait on stores just issued (3 % faster than one set; issuing the unpacking
-    // after this step's tile instructions instead was 22–36 % slower).
+    // tile loads do not wait on stores just issued; the unpacking is issued before this step's tile
+    // instructions so that the vector units work while the tile unit does (docs/benchmark-log.md).
     alignas(64) std::int8_t bt[2][NR][1024];
     _tile_zero(4);
     if (NR == 2) _tile_zero(5);
@@ -211,8 +211,8 @@ NANOQUANT_TARGET_AMX inline void dot_i8_batch(const std::uint32_t* tiles, Index 
 }
 
 /// Tokens per thread from which an int8 GEMM on several threads splits the tokens (KernelTable): two
-/// full token groups, so that either split gives each thread passes of two groups. At batch 32 on 2
-/// threads (4096×4096, rank 2016, cold, Xeon VM) the row split took 376 µs, the token split 478 µs.
+/// full token groups, so that either split gives each thread passes of two groups. Below that the
+/// row split wins: each thread unpacks its rows' signs once for all tokens (docs/kernels.md).
 constexpr Index kTokensPerThread = 32;
 
 /// The AMX variant's table: the AVX-512 kernels with the AMX int8 GEMM.

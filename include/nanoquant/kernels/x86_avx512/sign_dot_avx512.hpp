@@ -165,8 +165,8 @@ NANOQUANT_TARGET_AVX512 inline void build_i8_tables(const std::int8_t* q, Index 
 }
 
 /// Row blocks per chunk of the int8 GEMV (4096 rows; the chunk's int32 sums, 16 KiB, stay in L1
-/// while it passes over every column word). 1024 (sums in L2) measured 5 % faster with cold weights
-/// on 11008×4096 but 20 % slower hot; 128 (shorter runs) slower cold (docs/kernels.md).
+/// while it passes over every column word). Larger chunks put the sums in L2 (slower hot), smaller
+/// ones shorten the runs the prefetcher sees (slower cold); docs/benchmark-log.md has the figures.
 constexpr Index kI8ChunkBlocks = 256;
 }  // namespace detail
 
@@ -242,8 +242,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_f32_batch(const std::uint32_t* tiles, In
     __m512* tabs = reinterpret_cast<__m512*>(buf.data());
     // Partial sums in a contiguous buffer, [row block][token][16], copied to out at the end: the
     // tokens' rows of out lie ldo floats apart, and with ldo a multiple of 1024 (4 KiB) all of them
-    // map to the same L1 set, so summing into out directly missed L1 on every update (the kernel was
-    // 1.39× slower that way on 4096 output rows, batch 32; docs/kernels.md).
+    // map to the same L1 set, so summing into out directly would miss L1 on every update.
     const Index nrb = rb_end - rb_begin;
     if (accbuf.size() < std::size_t(16 * nrb * batch)) accbuf.resize(std::size_t(16 * nrb * batch));
     float* acc = accbuf.data();
@@ -312,8 +311,8 @@ inline constexpr PairBroadcast kPairBroadcast = make_pair_broadcast();
 /// The tables of `nt` tokens (token b reads Q + b·ldq) for the strip of column words c, c + 1:
 /// tab[(b·13 + g)·32 + e] = Σ_k (bit k of e ? −q : +q)[32c + 5g + k] over the group's 5 columns
 /// (4 for g = 12, whose entries e and e + 16 are then equal), exact in int16 (|·| <= 5·127).
-/// Each q is broadcast with one VPERMW (indices from kPairBroadcast: 1.2 ns per table on Zen 5,
-/// 1.7 ns with the indices counted up in a register) and added or subtracted by entry.
+/// Each q is broadcast with one VPERMW (indices from kPairBroadcast, loaded rather
+/// than counted up in a register, which costs more instructions per table) and added or subtracted by entry.
 NANOQUANT_TARGET_AVX512 inline void pair_tables(const std::int8_t* Q, Index ldq, Index nt, Index c,
                                                 std::int16_t* tab)
 {
@@ -344,8 +343,7 @@ NANOQUANT_TARGET_AVX512 inline void pair_tables(const std::int8_t* Q, Index ldq,
 /// b0/b1: RB's. The tiles are first cut into four registers of 16-bit halves (columns 0..15, 16..31,
 /// 32..47, 48..63, RA's in the even lanes and RB's in the odd ones); a group is then one 16-bit shift
 /// of a half, or two and an OR where it straddles two halves (groups 3, 6 and 9): 26 instructions
-/// instead of 54 for joining the rows after each group's 32-bit shifts (4096×4096 at batch 32, int8,
-/// hot, one process alternating the two: 1 thread 1.3–1.8 % faster, 2 threads 1.8–4.7 %).
+/// instead of 54 for joining the rows after each group's 32-bit shifts.
 NANOQUANT_TARGET_AVX512 inline void pair_indices(__m512i a0, __m512i a1, __m512i b0, __m512i b1, __m512i* idx)
 {
     const __mmask32 odd = 0xAAAAAAAAu;
@@ -412,8 +410,7 @@ NANOQUANT_TARGET_AVX512 inline void pair_block(const std::uint32_t* tiles, Index
     const Index ahead = prefetch_tiles(2);  // tiles ahead in each of the strip's two streams
     const Index stride = row_blocks * 16;   // words between a row block's tiles of consecutive column words
     // One word per page of the tiles of strip c (words c, c + 1) for row blocks [a, b): touched a
-    // strip ahead so that the prefetches below reach them (touch_pages; cold 4096×2016 at batch 32,
-    // 486–526 → 385–397 µs).
+    // strip ahead so that the prefetches below reach them (touch_pages).
     const auto touch_strip = [&](Index c, Index a, Index b) {
         for (Index k = c; k < c + 2 && k < col_words; ++k)
             touch_pages(tiles + k * stride + 16 * a, tiles + k * stride + 16 * b);
@@ -480,7 +477,7 @@ NANOQUANT_TARGET_AVX512 inline void dot_i8_batch(const std::uint32_t* tiles, Ind
 
 /// Int8 quantization (see QuantizeI8Fn): 16 lanes, the tail masked; per entry the scalar reference's
 /// products, clamp and rounding (CVTPS2DQ rounds in the current mode, as std::nearbyint), so the
-/// same bytes. 7× faster than the SSE2 loop it replaces (a batch of 32 × 4096 inputs: 93 → 13 µs).
+/// same bytes.
 NANOQUANT_TARGET_AVX512 inline float quantize_i8(const float* v, Index len, Index padded, std::int8_t* q,
                                                  std::int32_t* qsum)
 {

@@ -33,7 +33,7 @@ namespace kernels {
 /// A random m×n rank-r layer (uniform random signs, scales in [0.5, 1.5)), seeded.
 inline PackedLayer random_packed_layer(Index m, Index n, Index r, std::uint64_t seed)
 {
-    NANOQUANT_CHECK(m > 0 && n > 0 && r > 0, "nanoquant::kernels::random_packed_layer",
+    NANOQUANT_CHECK(m > 0 && n > 0 && r > 0, "kernels::random_packed_layer",
                     "shape and rank must be positive, got " << m << "x" << n << " rank " << r);
     nanoquant::detail::Rng rng(seed);
     PackedLayer L;
@@ -255,7 +255,7 @@ inline void dense_apply(const RowMajorMatrix<float>& W, const Matrix<float>& X, 
 /// \throws nanoquant::invalid_argument on bad shape, bpw or options.
 inline GemvComparison compare_gemv(Index m, Index n, double bpw, const GemvBenchOptions& o = {})
 {
-    constexpr const char* where = "nanoquant::kernels::compare_gemv";
+    constexpr const char* where = "kernels::compare_gemv";
     NANOQUANT_CHECK(o.threads >= 1, where, "threads must be >= 1, got " << o.threads);
     NANOQUANT_CHECK(o.batch >= 1, where, "batch must be >= 1, got " << o.batch);
     NANOQUANT_CHECK(o.rounds >= 1, where, "rounds must be >= 1, got " << o.rounds);
