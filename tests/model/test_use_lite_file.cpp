@@ -257,23 +257,32 @@ TEST_CASE("model.use_lite_file: an unfinalized model is stored as its hardened F
     std::remove(path.c_str());
 }
 
-TEST_CASE("model.use_lite_file: the real float model round trips with identical embeddings", "[model]")
+TEST_CASE("model.use_lite_file: the real float model round trips with identical embeddings and tokens", "[model]")
 {
     const std::string p = NANOQUANT_USE_LITE_MODEL;
     if (!std::ifstream(p).good()) FAIL("USE-Lite model " << p << " not found: run scripts/fetch-use-lite.sh");
     UseLite m = UseLite::from_tfjs(TfjsModel::load(p));
+    const std::string vocab_path = p.substr(0, p.find_last_of('/') + 1) + "vocab.json";
+    std::ifstream vin(vocab_path, std::ios::binary);
+    const std::string vocab((std::istreambuf_iterator<char>(vin)), std::istreambuf_iterator<char>());
     const std::string path = tmp_path("real_float");
-    save_use_lite(path, m);
+    save_use_lite(path, m, nullptr, vocab);
     UseLite back = load_use_lite(path);
     require_same(m, back);
-    const UseLiteTokenizer tok = UseLiteTokenizer::load(p.substr(0, p.find_last_of('/') + 1) + "vocab.json");
+    const UseLiteTokenizer tok = UseLiteTokenizer::load(vocab_path);
+    const io::SafetensorsFile f(path);
+    const UseLiteTokenizer stored = use_lite_tokenizer(f);
     std::vector<std::vector<std::int32_t>> ids;
-    for (const char* s : {"The quick brown fox.", "", "Zwei Wörter und noch mehr"}) ids.push_back(tok.encode(s));
+    for (const char* s : {"The quick brown fox.", "", "Zwei Wörter und noch mehr", "  double  spaces ﬁ ①"}) {
+        ids.push_back(tok.encode(s));
+        CHECK(stored.encode(s) == ids.back());
+    }
     CHECK(m.encode(ids) == back.encode(ids));
-    const UseLiteSizes s = use_lite_sizes(path);
+    const UseLiteSizes s = use_lite_sizes(f);
     CHECK(s.sign_bytes == 0);
     CHECK(s.embedding_bytes == 8002u * 256u * 4u);
-    CHECK(s.header_bytes + s.float_bytes == s.file_bytes);
+    CHECK(s.tokenizer_bytes == vocab.size());
+    CHECK(s.header_bytes + s.float_bytes + s.tokenizer_bytes == s.file_bytes);
     std::remove(path.c_str());
 }
 
@@ -405,6 +414,19 @@ TEST_CASE("model.use_lite_file: malformed files are one io_error naming the file
         Edit e6;
         e6.set_meta[kUseLiteConfigKey] = c.dump();
         check(e6, "\"vocab\" must be an integer in [1, 1048576]");
+    }
+    SECTION("a tokenizer vocabulary of the wrong kind")
+    {
+        Edit e;
+        e.add.push_back({kVocabTensor, {1.0f, 2.0f}});
+        check(e, "tensor 'tokenizer.vocab_json' must be 1-D U8");
+        rewrite(good, bad, Edit());
+        try {
+            use_lite_tokenizer(io::SafetensorsFile(bad));
+            FAIL("no error");
+        } catch (const io_error& ex) {
+            CHECK_THAT(ex.what(), Catch::Contains(bad) && Catch::Contains("holds no tokenizer vocabulary"));
+        }
     }
     SECTION("truncated file")
     {

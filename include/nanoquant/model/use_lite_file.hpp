@@ -14,6 +14,8 @@
 ///   layerL.ln_ffn.gamma      [d_model]   layerL.ln_ffn.beta    [d_model]
 ///   NAME.bias                [out]       of every matmul weight
 ///   NAME.weight              [out, in]   of a matmul weight left dense (row-major, y = x Wᵀ + b)
+///   tokenizer.vocab_json     U8 [bytes]  optional: the bytes of the package's vocab.json, so that
+///                                        the file encodes text on its own (use_lite_tokenizer)
 ///
 /// Metadata: "nanoquant.architecture" = "use-lite"; "nanoquant.use_lite.config" = a JSON object
 /// with the shapes and scalars of the architecture ({"vocab", "width", "output", "head_l2_eps",
@@ -33,6 +35,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
 #include <utility>
@@ -44,6 +47,7 @@
 #include "nanoquant/io/factorized_file.hpp"
 #include "nanoquant/io/safetensors.hpp"
 #include "nanoquant/kernels/packed_layer.hpp"
+#include "nanoquant/model/tokenizer.hpp"
 #include "nanoquant/model/use_lite.hpp"
 
 namespace nanoquant {
@@ -57,6 +61,8 @@ constexpr const char* kUseLiteArchitecture = "use-lite";
 constexpr const char* kUseLiteConfigKey = "nanoquant.use_lite.config";
 /// Metadata key of the caller's description of how the file was made.
 constexpr const char* kQuantizationInfoKey = "nanoquant.quantization";
+/// Tensor holding the bytes of vocab.json (optional).
+constexpr const char* kVocabTensor = "tokenizer.vocab_json";
 
 namespace detail {
 
@@ -114,12 +120,14 @@ inline std::vector<std::pair<std::string, std::pair<Index, Index>>> use_lite_lin
 }  // namespace detail
 
 /// Writes `m` to `path` (atomically: the name only ever holds a complete file) in the layout of
-/// the file comment, with `info` (a JSON object, or null) under "nanoquant.quantization".
+/// the file comment, with `info` (a JSON object, or null) under "nanoquant.quantization" and, when
+/// not empty, `vocab_json` (the text of the package's vocab.json) as tensor tokenizer.vocab_json.
 /// Returns the bytes written.
 /// \throws nanoquant::invalid_argument if `m` is not a USE-Lite-shaped model (every matmul weight
 ///         needs a bias) or a scale overflows F16; nanoquant::io_error if the file cannot be written
 inline std::size_t save_use_lite(const std::string& path, const UseLite& m,
-                                 const nlohmann::json& info = nlohmann::json::object())
+                                 const nlohmann::json& info = nlohmann::json::object(),
+                                 const std::string& vocab_json = std::string())
 {
     constexpr const char* where = "model::save_use_lite";
     NANOQUANT_CHECK(m.layers.size() == 2, where, "USE-Lite has 2 layers, the model " << m.layers.size());
@@ -159,6 +167,9 @@ inline std::size_t save_use_lite(const std::string& path, const UseLite& m,
         }
         add_vec(p.first + ".bias", l.b);
     }
+    if (!vocab_json.empty())
+        w.add_view(kVocabTensor, io::StDType::U8, {std::int64_t(vocab_json.size())},
+                   reinterpret_cast<const std::uint8_t*>(vocab_json.data()), vocab_json.size());
     return w.write(path);
 }
 
@@ -364,6 +375,13 @@ inline UseLite load_use_lite(const io::SafetensorsView& v)
         }
         lin.b = vec(name + ".bias", out);
     }
+    if (v.contains(kVocabTensor)) {
+        const io::TensorInfo& t = v.info(kVocabTensor);
+        if (t.dtype != io::StDType::U8 || t.shape.size() != 1)
+            fail(std::string("tensor '") + kVocabTensor + "' must be 1-D U8 (the bytes of vocab.json), got " +
+                 io::to_string(t.dtype) + " " + t.shape_string());
+        used.insert(kVocabTensor);
+    }
     for (const auto& t : v.tensors())
         if (!used.count(t.name)) fail("unexpected tensor '" + t.name + "' (not part of a USE-Lite model)");
     return m;
@@ -390,6 +408,7 @@ struct UseLiteSizes {
     std::size_t scale_bytes = 0;      ///< their scale vectors
     std::size_t float_bytes = 0;      ///< every other tensor (embeddings, norms, biases, dense weights)
     std::size_t embedding_bytes = 0;  ///< of which the token embeddings
+    std::size_t tokenizer_bytes = 0;  ///< the stored vocab.json
     std::vector<Layer> layers;        ///< the matmul weights, UseLite::linears() order
 };
 
@@ -427,10 +446,48 @@ inline UseLiteSizes use_lite_sizes(const io::SafetensorsView& v)
     }
     for (const auto& t : v.tensors()) {
         if (counted.count(t.name)) continue;
+        if (t.name == kVocabTensor) {
+            s.tokenizer_bytes += t.nbytes();
+            continue;
+        }
         s.float_bytes += t.nbytes();
         if (t.name == "embeddings") s.embedding_bytes += t.nbytes();
     }
     return s;
+}
+
+/// The tokenizer stored in a USE-Lite file (tensor tokenizer.vocab_json, read with the rules of
+/// UseLiteTokenizer::load). \throws nanoquant::io_error naming the file if it has none or it is malformed
+inline UseLiteTokenizer use_lite_tokenizer(const io::SafetensorsView& v)
+{
+    const std::string where = v.file() + ": tensor '" + kVocabTensor + "'";
+    if (!v.contains(kVocabTensor))
+        ::nanoquant::detail::raise_io_error(v.file() + ": no tensor '" + kVocabTensor +
+                                            "': the file holds no tokenizer vocabulary");
+    const io::TensorInfo& t = v.info(kVocabTensor);
+    if (t.dtype != io::StDType::U8 || t.shape.size() != 1 || t.nbytes() == 0)
+        ::nanoquant::detail::raise_io_error(where + " must be non-empty 1-D U8 (the bytes of vocab.json)");
+    const auto* text = reinterpret_cast<const char*>(v.data(t));
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text, text + t.nbytes());
+    } catch (const nlohmann::json::exception& e) {
+        ::nanoquant::detail::raise_io_error(where + ": not valid UTF-8 JSON: " + e.what());
+    }
+    if (!j.is_array() || j.size() <= std::size_t(UseLiteTokenizer::kReservedIds) ||
+        j.size() > std::size_t(std::numeric_limits<std::int32_t>::max()))
+        ::nanoquant::detail::raise_io_error(where + ": expected an array of more than " +
+                                            std::to_string(UseLiteTokenizer::kReservedIds) + " [piece, score] pairs");
+    std::vector<std::pair<std::string, double>> vocab;
+    vocab.reserve(j.size());
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const nlohmann::json& e = j[i];
+        if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !(e[1].is_number() || e[1].is_null()))
+            ::nanoquant::detail::raise_io_error(where + ": entry " + std::to_string(i) + " " + e.dump() +
+                                                " is not a [piece, score] pair");
+        vocab.emplace_back(e[0].get<std::string>(), e[1].is_number() ? e[1].get<double>() : 0.0);  // null = 0
+    }
+    return UseLiteTokenizer(std::move(vocab), where);
 }
 
 /// Sizes of the USE-Lite file at `path`. \throws nanoquant::io_error naming the file
