@@ -270,7 +270,7 @@ std::pair<double, double> tune_block(const BlockRef& b, const Mat& X, const Mat&
                                      const PipelineOptions& o, int epochs, std::uint64_t seed, MakeSlots&& make_slots)
 {
     const double before = block_eval(b, X, Y, batch, o.threads);
-    if (epochs <= 0) return {before, before};
+    if (epochs <= 0 || before == 0.0) return {before, before};  // 0: nothing to correct (all float so far)
     const Index S = batch.sentences();
     const Index B = std::min<Index>(o.batch_sentences, S);
     const Index steps_per_epoch = (S + B - 1) / B;
@@ -540,14 +540,15 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                 Mat Yt = input_of(tio, name) * fl->w.transpose();
                 if (fl->has_bias()) Yt.rowwise() += (fl->b - dense.b).transpose();
                 reconstruct_linear(target, Xs, Yt, o, mix_seed(o.seed, k++));
-                // (4) this weight's latents, scales and bias on the block output.
+                // (4) this weight's scales and bias on the block output (its signs stay: the layer
+                // reconstruction already chose them by exact descent on its own output).
                 const auto lt = tune_block(qb, xs, yt, batch, o, o.block_epochs, mix_seed(o.seed, k++),
                                            [&](const BlockRef& b, LinearGrad* hg, TransformerLayerGrad* lg,
                                                std::vector<MultiAdam::Slot>& slots) {
                                                for (auto& p : b.linears())
                                                    if (p.first == name)
-                                                       linear_slots(*p.second, hg ? *hg : lg->linear(p.first), true,
-                                                                    true, true, false, 1e-2, 3e-3, slots);
+                                                       linear_slots(*p.second, hg ? *hg : lg->linear(p.first), false,
+                                                                    true, true, false, 0, 3e-3, slots);
                                            });
                 os << " rank " << target.f.rank() << "; block loss " << lt.first << " -> " << lt.second;
                 say(os.str());
