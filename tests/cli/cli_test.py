@@ -789,6 +789,307 @@ def factorize_numerical_failure():
         r"appeared; W may be too large for the scalar type\)$")
     run(["factorize", path, "--method", "dbf", "--iters", "5"], 1,
         r"^nanoquant factorize: dbf_factorize: a NaN or infinity appeared after 5 iterations$")
+# ---------------------------------------------------------------- USE-Lite (quantize, encode) ---
+def use_lite_model():
+    """dist/model.json of the USE-Lite package (NANOQUANT_USE_LITE_MODEL, set by CMake with the rule
+    of scripts/fetch-use-lite.sh); a missing package fails the test, never skips it."""
+    path = os.environ.get("NANOQUANT_USE_LITE_MODEL", "")
+    if not path or not os.path.isfile(path):
+        fail("USE-Lite model %r not found: run scripts/fetch-use-lite.sh" % path)
+    return path
+
+
+def golden_sentences():
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "use_lite", "golden_sentences.json")
+    return json.load(open(path, encoding="utf-8"))
+
+
+def write_lines(name, lines, ending="\n"):
+    path = os.path.join(WORK, name)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("".join(s + ending for s in lines))
+    return path
+
+
+def fresh(path):
+    """`path` removed, so that a test can check that a failed run did not write it."""
+    if os.path.exists(path):
+        os.remove(path)
+    return path
+
+
+def calib_sentences(n):
+    """n ordinary sentences (no line breaks) from the golden set."""
+    return [s for s in golden_sentences() if s.strip() and "\n" not in s and "\r" not in s][:n]
+
+
+def package_copy(name, shard_edit=None, manifest_edit=None, drop=None):
+    """A copy of the package in WORK/name: model.json (edited by manifest_edit(json)), vocab.json and
+    the shards as symbolic links, except `drop` (left out) and the shard given to shard_edit(bytes)."""
+    import shutil
+    src = os.path.dirname(use_lite_model())
+    dst = os.path.join(WORK, name)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    manifest = json.load(open(os.path.join(src, "model.json"), encoding="utf-8"))
+    for f in os.listdir(src):
+        if f == "model.json" or f == drop or not (f.startswith("group") or f == "vocab.json"):
+            continue
+        if shard_edit and f == shard_edit[0]:
+            with open(os.path.join(src, f), "rb") as i, open(os.path.join(dst, f), "wb") as o:
+                o.write(shard_edit[1](i.read()))
+        else:
+            os.symlink(os.path.join(src, f), os.path.join(dst, f))
+    if manifest_edit:
+        manifest_edit(manifest)
+    with open(os.path.join(dst, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
+    return os.path.join(dst, "model.json")
+
+
+def load_npy_rows(path):
+    import numpy as np
+    E = np.load(path)
+    if E.dtype != np.float32 or E.ndim != 2 or E.shape[1] != 512:
+        fail("%s: expected float32 [n, 512], got %s %r" % (path, E.dtype, E.shape))
+    return E
+
+
+QUANT_JSON_KEYS = ["model", "output", "calib", "pipeline", "bpw", "seed", "threads", "calibration", "options",
+                   "stages", "seconds", "sizes", "layers"]
+SIZE_KEYS = ["input_bytes", "output_bytes", "sign_bytes", "scale_bytes", "float_bytes", "embedding_bytes",
+             "tokenizer_bytes", "header_bytes"]
+LINEARS = ["layer0.qkv", "layer0.out", "layer0.dense", "layer0.up", "layer0.down", "layer1.qkv", "layer1.out",
+           "layer1.up", "layer1.down", "head.dense"]
+
+
+def use_lite_quantize_encode():
+    """quantize --pipeline admm on 20 sentences (a few ADMM iterations), then encode with the result
+    and with the float model.json: shapes, unit norms, the float model equal to TF.js's golden
+    embeddings, the quantized file's embeddings agreeing with the pipeline's own calibration metric."""
+    import numpy as np
+    model = use_lite_model()
+    sents = calib_sentences(20)
+    # CRLF endings and empty lines in the calibration file: the empty lines are skipped
+    calib = write_lines("calib.txt", sents[:10] + ["", ""] + sents[10:], "\r\n")
+    q = fresh(os.path.join(WORK, "q.safetensors"))
+    args = ["quantize", model, "-o", q, "--bpw", "0.8", "--calib", calib, "--pipeline", "admm", "--iters", "10",
+            "--seed", "5", "--threads", "2"]
+    p = run(args + ["--json"], 0)
+    if not re.search(r"stage admm: .*calibration cosine", p.stderr):
+        fail("no progress line for stage admm on stderr")
+    j = json.loads(p.stdout)
+    for k in QUANT_JSON_KEYS:
+        if k not in j:
+            fail("--json lacks " + k)
+    for k in SIZE_KEYS:
+        if k not in j["sizes"]:
+            fail("--json sizes lack " + k)
+    if j["pipeline"] != "admm" or j["bpw"] != 0.8 or j["seed"] != 5 or j["calibration"]["sentences"] != 20:
+        fail("unexpected --json values %r" % {k: j[k] for k in ["pipeline", "bpw", "seed", "calibration"]})
+    if [s["stage"] for s in j["stages"]] != ["admm"]:
+        fail("expected one stage admm, got %r" % j["stages"])
+    st_ = j["stages"][0]
+    if not (-1 <= st_["calib_cosine"] <= 1 and 0 <= st_["calib_recall_at_10"] <= 1 and st_["seconds"] >= 0):
+        fail("stage metrics out of range: %r" % st_)
+    if [l["name"] for l in j["layers"]] != LINEARS:
+        fail("layers %r, expected %r" % ([l["name"] for l in j["layers"]], LINEARS))
+    for l in j["layers"]:
+        if not (l["rank"] >= 1 and 0 < l["bpw"] <= 0.8):
+            fail("layer %r: expected a factorization within 0.8 bpw" % l)
+    sz = j["sizes"]
+    dist = os.path.dirname(model)
+    manifest = json.load(open(model, encoding="utf-8"))
+    in_bytes = os.path.getsize(model) + sum(os.path.getsize(os.path.join(dist, s))
+                                            for g in manifest["weightsManifest"] for s in g["paths"])
+    if sz["input_bytes"] != in_bytes or sz["output_bytes"] != os.path.getsize(q):
+        fail("sizes %r: input %d, output %d bytes on disk" % (sz, in_bytes, os.path.getsize(q)))
+    if sum(sz[k] for k in ["sign_bytes", "scale_bytes", "float_bytes", "tokenizer_bytes", "header_bytes"]) != \
+            sz["output_bytes"]:
+        fail("the bytes by kind do not add up to the file: %r" % sz)
+    if sz["embedding_bytes"] != 8002 * 256 * 4 or sz["tokenizer_bytes"] != os.path.getsize(os.path.join(dist, "vocab.json")):
+        fail("embedding or tokenizer bytes %r" % sz)
+    # the same options give the same bytes (no timings in the file)
+    q2 = fresh(os.path.join(WORK, "q2.safetensors"))
+    run(["quantize", model, "-o", q2] + args[4:] + ["-q"], 0, None, r"wrote .*q2\.safetensors: USE-Lite")
+    if open(q, "rb").read() != open(q2, "rb").read():
+        fail("two runs with the same seed and options wrote different files")
+    # inspect lists it
+    p = run(["inspect", q], 0, None, r"10 factorized layers")
+    for needle in ["use-lite", "embeddings", "layer0.ln_attn.gamma", "head.dense.bias", "layer1.down"]:
+        if needle not in p.stdout:
+            fail("inspect does not show " + needle)
+    ji = json.loads(run(["inspect", q, "--json"], 0).stdout)
+    if ji.get("architecture") != "use-lite" or len(ji["factorized_layers"]) != 10:
+        fail("inspect --json: architecture %r, %d factorized layers" % (ji.get("architecture"), len(ji["factorized_layers"])))
+
+    # encode with the float package equals TF.js on golden sentences (no line breaks in them; the
+    # empty sentence, double spaces, non-ASCII and a very long line included)
+    gold = golden_sentences()
+    G = np.load(os.path.join(os.path.dirname(__file__), "..", "data", "use_lite", "golden_embeddings.npy"))
+    pick = [i for i, s in enumerate(gold) if "\n" not in s and "\r" not in s]
+    pick = pick[:6] + [i for i in pick if gold[i] == ""][:1] + [i for i in pick if "  " in gold[i]][:1] + \
+        [i for i in pick if any(ord(c) > 127 for c in gold[i])][:3] + [max(pick, key=lambda i: len(gold[i]))]
+    text = write_lines("golden.txt", [gold[i] for i in pick])
+    emb_f = fresh(os.path.join(WORK, "float.npy"))
+    run(["encode", model, text, "-o", emb_f, "--threads", "2"], 0, None, r"%d x 512 float32" % len(pick))
+    F = load_npy_rows(emb_f)
+    if F.shape[0] != len(pick):
+        fail("float encode: %d rows for %d lines" % (F.shape[0], len(pick)))
+    diff = np.abs(F - G[pick]).max()
+    print("float encode vs TF.js on %d golden sentences: max abs difference %.3g" % (len(pick), diff))
+    if diff > 1e-5:
+        fail("float encode differs from the golden TF.js embeddings by %g" % diff)
+
+    # encode with the quantized file: unit rows, one per line (an empty line counts), batch-independent
+    emb_q = fresh(os.path.join(WORK, "quant.npy"))
+    run(["encode", q, text, "-o", emb_q], 0, None, r"quantized model")
+    Q = load_npy_rows(emb_q)
+    if Q.shape[0] != len(pick) or np.abs(np.linalg.norm(Q, axis=1) - 1).max() > 1e-5:
+        fail("quantized encode: shape %r, norms %r" % (Q.shape, np.linalg.norm(Q, axis=1)))
+    emb_b = fresh(os.path.join(WORK, "quant_b3.npy"))
+    run(["encode", q, text, "-o", emb_b, "--batch", "3", "--threads", "1", "-q"], 0)
+    if np.abs(load_npy_rows(emb_b) - Q).max() > 1e-5:
+        fail("quantized embeddings depend on the batch size or thread count")
+    # the pipeline's calibration cosine is that of the saved file's embeddings against the float ones
+    plain = write_lines("calib_plain.txt", sents)
+    ef, eq = fresh(os.path.join(WORK, "calib_f.npy")), fresh(os.path.join(WORK, "calib_q.npy"))
+    run(["encode", model, plain, "-o", ef, "-q"], 0)
+    run(["encode", q, plain, "-o", eq, "-q"], 0)
+    A, B = load_npy_rows(ef).astype(np.float64), load_npy_rows(eq).astype(np.float64)
+    cos = float(np.mean(np.sum(A * B, axis=1) / (np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1))))
+    print("calibration cosine: pipeline %.6f, from the files %.6f" % (st_["calib_cosine"], cos))
+    if abs(cos - st_["calib_cosine"]) > 1e-4:
+        fail("the quantized file's calibration cosine %.6f differs from the pipeline's %.6f" % (cos, st_["calib_cosine"]))
+    # every line counts in encode, the trailing newline adds none; CRLF reads as LF
+    crlf = write_lines("crlf.txt", ["a", "", "b"], "\r\n")
+    e3 = fresh(os.path.join(WORK, "three.npy"))
+    run(["encode", model, crlf, "-o", e3, "-q"], 0)
+    E3 = load_npy_rows(e3)
+    lf = write_lines("lf.txt", ["a", "", "b"])
+    e3b = fresh(os.path.join(WORK, "three_lf.npy"))
+    run(["encode", model, lf, "-o", e3b, "-q"], 0)
+    if E3.shape[0] != 3 or not np.array_equal(E3, load_npy_rows(e3b)):
+        fail("CRLF and LF files of 3 lines must give the same 3 rows")
+    empty_row = F[pick.index([i for i in pick if gold[i] == ""][0])]
+    if not np.allclose(E3[1], empty_row, atol=1e-6):
+        fail("an empty line is not the embedding of the empty sentence")
+
+
+def use_lite_bad(kind):
+    """Bad input as a new user would try it: exit code 1, one line naming the file, no output."""
+    model = use_lite_model()
+    good_calib = write_lines("calib.txt", calib_sentences(4))
+    out = fresh(os.path.join(WORK, "out.safetensors"))
+    npy_out = fresh(os.path.join(WORK, "out.npy"))
+
+    def quantize(m, calib=good_calib):
+        return ["quantize", m, "-o", out, "--calib", calib, "--pipeline", "admm", "--iters", "2"]
+
+    def encode(m, text=good_calib):
+        return ["encode", m, text, "-o", npy_out]
+
+    def expect(args, name, pattern):
+        run(args, 1, r"^nanoquant (quantize|encode): " + re.escape(name) + r": .*" + pattern)
+        for o in (out, npy_out):
+            if os.path.exists(o):
+                fail("a rejected input left " + o)
+
+    if kind == "truncated_shard":
+        m = package_copy(kind, shard_edit=("group1-shard7of7", lambda b: b[:-1000]))
+        for args in (quantize(m), encode(m)):
+            expect(args, m, r"weightsManifest group 0: the \d+ weights need \d+ bytes but the 7 shards .*"
+                            r"group1-shard1of7 .. .*group1-shard7of7 hold \d+ .*; truncated or missing data")
+    elif kind == "missing_shard":
+        m = package_copy(kind, drop="group1-shard3of7")
+        for args in (quantize(m), encode(m)):
+            expect(args, m, r"shard 3 of 7 \(\"group1-shard3of7\"\): .*group1-shard3of7: cannot open")
+    elif kind == "wrong_byte_count":
+        def edit(j):  # one weight declared a row smaller than its bytes in the shards
+            w = next(w for w in j["weightsManifest"][0]["weights"] if w["shape"] and w["shape"][0] >= 2)
+            w["shape"] = [w["shape"][0] - 1] + w["shape"][1:]
+        m = package_copy(kind, manifest_edit=edit)
+        for args in (quantize(m), encode(m)):
+            expect(args, m, r"the \d+ weights need \d+ bytes but the 7 shards .* hold \d+ .*; trailing data")
+    elif kind == "other_tfjs_model":
+        def edit(j):
+            j["weightsManifest"][0]["weights"][0]["name"] = "some/other/model/weight"
+        m = package_copy(kind, manifest_edit=edit)
+        for args in (quantize(m), encode(m)):
+            expect(args, m, r"not the USE-Lite model \(no weight named ")
+    elif kind == "empty_text":
+        e = write_lines("empty.txt", [])
+        expect(quantize(model, e), e, r"empty file \(0 bytes\)")
+        expect(encode(model, e), e, r"empty file \(0 bytes\)")
+    elif kind == "binary_text":
+        b = os.path.join(WORK, "binary.txt")
+        with open(b, "wb") as f:
+            f.write(b"a first line\nsecond\x00line\n")
+        expect(quantize(model, b), b, r"line 2: a NUL byte at byte 7 of the line")
+        expect(encode(model, b), b, r"line 2: a NUL byte")
+        with open(b, "wb") as f:
+            f.write(b"one\ntwo\nthr\xe9e in Latin-1\n")
+        expect(quantize(model, b), b, r"line 3: invalid UTF-8 at byte 4 of the line")
+        expect(encode(model, b), b, r"line 3: invalid UTF-8 at byte 4")
+    elif kind == "one_line":
+        one = write_lines("one.txt", ["Just one sentence here.", "", ""])
+        expect(quantize(model, one), one,
+               r"1 sentence \(non-empty lines\) in 3 lines; the pipeline needs at least 2 calibration sentences")
+        blank = write_lines("blank.txt", ["", ""])
+        expect(quantize(model, blank), blank, r"0 sentences .* at least 2 calibration sentences")
+    elif kind == "other_architecture":
+        # a file of `nanoquant factorize` and one of `nanoquant quantize` of a checkpoint
+        f = os.path.join(WORK, "factorized.safetensors")
+        run(["factorize", os.path.join(DATA, "use_lite_L0_attn_q.npy"), "--iters", "2", "-o", f], 0)
+        expect(encode(f), f, r"a nanoquant factorized file without \"nanoquant.architecture\" metadata .*"
+                              r"not a USE-Lite model")
+        ck = os.path.join(WORK, "ck.safetensors")
+        write_st(ck, [("w", "F32", (2, 2), struct.pack("<4f", 1, 2, 3, 4))])
+        expect(encode(ck), ck, r"a safetensors file without \"nanoquant.architecture\" metadata")
+    elif kind == "missing_file":
+        gone = os.path.join(WORK, "no_such_model.json")
+        expect(quantize(gone), gone, r"cannot open")
+        expect(encode(gone), gone, r"cannot open")
+        gone_t = os.path.join(WORK, "no_such.txt")
+        expect(quantize(model, gone_t), gone_t, r"cannot open")
+        expect(encode(model, gone_t), gone_t, r"cannot open")
+        # the package's vocab.json missing beside model.json
+        m = package_copy(kind, drop="vocab.json")
+        vocab = os.path.join(os.path.dirname(m), "vocab.json")
+        expect(quantize(m), vocab, r"cannot open")
+        expect(encode(m), vocab, r"cannot open")
+    else:
+        fail("unknown bad-input kind " + kind)
+
+
+def use_lite_usage():
+    """Usage errors: exit code 2, one line, nothing written."""
+    model = use_lite_model()
+    calib = write_lines("calib.txt", calib_sentences(4))
+    out = fresh(os.path.join(WORK, "out.safetensors"))
+    base = ["quantize", model, "-o", out]
+    run(base + ["--pipeline", "admm"], 2, r"--calib TEXT.txt is required")
+    run(base + ["--calib", calib, "--pipeline", "fast"], 2, r"pipeline must be admm, layer, block or full, got 'fast'")
+    run(base + ["--calib", calib, "--schedule", "cubic"], 2, r"--schedule applies to safetensors checkpoints")
+    run(base + ["--calib", calib, "--include", "qkv"], 2, r"--include applies to safetensors checkpoints")
+    run(base + ["--calib", calib, "--layer-epochs", "-1"], 2, r"--layer-epochs must be >= 0, got -1")
+    run(base + ["--calib", calib, "--batch-sentences", "0"], 2, r"--batch-sentences must be >= 1, got 0")
+    run(base + ["--calib", calib, "--bpw", "0"], 2, r"--bpw must be a positive number, got 0")
+    run(base + ["--calib", calib, "--bpw", "0.01"], 2, r"--bpw 0.01 does not fit 'layer0.qkv' \(768x256\)")
+    run(base + ["--calib", calib, "--threads", "-2"], 2, r"--threads must be >= 0, got -2")
+    # the USE-Lite options on a checkpoint
+    ck = os.path.join(WORK, "ck.safetensors")
+    write_st(ck, [("w", "F32", (2, 2), struct.pack("<4f", 1, 2, 3, 4))])
+    run(["quantize", ck, "-o", out, "--calib", calib], 2, r"--calib applies to a TF.js model.json \(USE-Lite\) only")
+    run(["quantize", ck, "-o", out, "--json"], 2, r"--json applies to a TF.js model.json")
+    if os.path.exists(out):
+        fail("a usage error wrote " + out)
+    npy_out = fresh(os.path.join(WORK, "out.npy"))
+    run(["encode", model, calib], 2, r"--output is required")
+    run(["encode", model, calib, "-o", npy_out, "--threads", "-1"], 2, r"--threads must be >= 0, got -1")
+    run(["encode", model, calib, "-o", npy_out, "--batch", "0"], 2, r"--batch must be >= 1, got 0")
+    if os.path.exists(npy_out):
+        fail("a usage error wrote " + npy_out)
 
 
 if CASE.startswith("hostile:"):
@@ -837,6 +1138,12 @@ elif CASE == "factorize:numerical_failure":
     factorize_numerical_failure()
 elif CASE == "demo:gemv":
     demo_gemv()
+elif CASE == "use_lite:quantize_encode":
+    use_lite_quantize_encode()
+elif CASE.startswith("use_lite:bad:"):
+    use_lite_bad(CASE.split(":")[2])
+elif CASE == "use_lite:usage":
+    use_lite_usage()
 elif CASE == "inspect:npy":
     run(["inspect", os.path.join(DATA, "use_lite_L0_attn_q.npy")], 0, None, r"float32 \(<f4\), 256 x 256, C order")
 else:

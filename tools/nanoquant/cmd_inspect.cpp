@@ -95,6 +95,15 @@ int inspect_safetensors(const InspectArgs& a)
     j["factorized_layers"] = layers;
     j["tensors"] = tensors;
     if (!ck.metadata().empty()) j["metadata"] = ck.metadata();
+    // A whole model written by nanoquant (e.g. `nanoquant quantize MODEL.json`: "use-lite").
+    const auto arch = ck.metadata().find("nanoquant.architecture");
+    nlohmann::json how;
+    if (arch != ck.metadata().end()) {
+        j["architecture"] = arch->second;
+        const auto q = ck.metadata().find("nanoquant.quantization");
+        if (q != ck.metadata().end()) how = nlohmann::json::parse(q->second, nullptr, false);
+        if (how.is_object()) j["quantization"] = how;
+    }
     if (a.json) {
         std::printf("%s\n", j.dump().c_str());
         return cli::kSuccess;
@@ -102,6 +111,25 @@ int inspect_safetensors(const InspectArgs& a)
     std::printf("%s: safetensors%s, %zu tensors, %s\n", a.input.c_str(),
                 ck.sharded() ? (" (" + std::to_string(ck.shards().size()) + " shards)").c_str() : "",
                 ck.entries().size(), human_bytes(double(ck.total_bytes())).c_str());
+    if (arch != ck.metadata().end()) {
+        std::printf("architecture: %s", arch->second.c_str());
+        if (how.is_object()) {
+            if (how.contains("pipeline") && how["pipeline"].is_string())
+                std::printf(", pipeline %s", how["pipeline"].get<std::string>().c_str());
+            if (how.contains("bpw") && how["bpw"].is_number()) std::printf(" at %.3g bpw", how["bpw"].get<double>());
+            if (how.contains("seed") && how["seed"].is_number_unsigned())
+                std::printf(", seed %llu", static_cast<unsigned long long>(how["seed"].get<std::uint64_t>()));
+            if (how.contains("stages") && how["stages"].is_array())
+                for (const auto& s : how["stages"])
+                    if (s.is_object() && s.value("stage", nlohmann::json()).is_string() &&
+                        s.value("calib_cosine", nlohmann::json()).is_number() &&
+                        s.value("calib_recall_at_10", nlohmann::json()).is_number())
+                        std::printf("; %s: calibration cosine %.4f, recall@10 %.4f",
+                                    s["stage"].get<std::string>().c_str(), s["calib_cosine"].get<double>(),
+                                    s["calib_recall_at_10"].get<double>());
+        }
+        std::printf("\n");
+    }
     if (!layers.empty()) {
         std::printf("\n%zu factorized layers (nanoquant format v%s):\n", layers.size(),
                     ck.shards()[0]->metadata().count("nanoquant.format_version")

