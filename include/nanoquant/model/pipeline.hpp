@@ -79,7 +79,9 @@ struct PipelineOptions {
     /// Epochs of each weight's STE tuning on its block output (Block). >= 0.
     int block_epochs = 2;
     /// Epochs of the model reconstruction (Full). >= 0.
-    int model_epochs = 6;
+    int model_epochs = 8;
+    /// Peak Adam rate of the model reconstruction, relative to each tensor's RMS. Default 5e-3; >= 0.
+    double model_lr = 5e-3;
     /// Sentences per Adam step in the block and model stages. >= 1.
     Index batch_sentences = 32;
     /// Called with one line of progress per block and stage (empty = silent).
@@ -96,6 +98,7 @@ struct PipelineOptions {
         NANOQUANT_CHECK(mitigation_epochs >= 0, w, "mitigation_epochs must be >= 0, got " << mitigation_epochs);
         NANOQUANT_CHECK(block_epochs >= 0, w, "block_epochs must be >= 0, got " << block_epochs);
         NANOQUANT_CHECK(model_epochs >= 0, w, "model_epochs must be >= 0, got " << model_epochs);
+        NANOQUANT_CHECK(std::isfinite(model_lr) && model_lr >= 0, w, "model_lr must be >= 0, got " << model_lr);
         NANOQUANT_CHECK(batch_sentences >= 1, w, "batch_sentences must be >= 1, got " << batch_sentences);
     }
 };
@@ -220,13 +223,17 @@ inline double relative_mse(const Mat& yhat, const Mat& y, Mat* dy)
     return weighted_output_loss<float>(yhat, y, Vec(), dy);
 }
 
-/// Embedding loss: mean over sentences of ‖ê − e‖² (= 2 − 2 cos for unit vectors).
+/// Embedding loss of a set of S sentences: the mean of ‖ê − e‖² (= 2 − 2 cos for unit vectors)
+/// plus the mean squared difference of the two cosine-similarity matrices, ‖ÊÊᵀ − EEᵀ‖²/S²
+/// (relational distillation: what retrieval sees is the similarity between sentences, and matching
+/// each embedding alone leaves the errors free to reorder neighbours).
 inline double embedding_mse(const Mat& ehat, const Mat& e, Mat* de)
 {
     const Mat diff = ehat - e;
     const double S = double(std::max<Index>(1, e.rows()));
-    if (de) *de = diff * float(2.0 / S);
-    return diff.cast<double>().squaredNorm() / S;
+    const Mat R = ehat * ehat.transpose() - e * e.transpose();
+    if (de) *de = diff * float(2.0 / S) + (R * ehat) * float(4.0 / (S * S));
+    return diff.cast<double>().squaredNorm() / S + R.cast<double>().squaredNorm() / (S * S);
 }
 
 /// One of the model's stages as a trainable block: layers[0], layers[1] or the head.
@@ -597,7 +604,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                         dh = std::move(dx);
                     }
                     std::vector<MultiAdam::Slot> slots;
-                    const double lr = 1e-3;
+                    const double lr = o.model_lr;
                     for (std::size_t l = 0; l < 2; ++l) {
                         TransformerLayer& L = q.layers[l];
                         for (auto& p : L.linears())
