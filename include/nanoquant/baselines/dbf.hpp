@@ -18,6 +18,7 @@
 /// (the core always runs with rows ≥ columns).
 
 #include <cmath>
+#include <limits>
 #include <cstdint>
 
 #include "nanoquant/core/checks.hpp"
@@ -60,7 +61,7 @@ struct DbfOptions {
 template <typename Scalar>
 struct DbfResult {
     Factorization<Scalar> factorization;  ///< three-scale factorization of W
-    double relative_error = 0;            ///< ‖W − Ŵ‖_F / ‖W‖_F
+    double relative_error = 0;            ///< ‖W − Ŵ‖_F / ‖W‖_F (NaN when a scale is not finite)
     double weighted_relative_error = 0;   ///< ‖D_o(W − Ŵ)D_i‖_F / ‖D_o W D_i‖_F
 };
 
@@ -190,6 +191,12 @@ DbfResult<Scalar> dbf_factorize(const Eigen::Ref<const Matrix<Scalar>>& W, const
     f.s_mid = s_mid;
     DbfResult<Scalar> res;
     res.factorization = std::move(f);
+    const auto& rf = res.factorization;
+    if (!rf.s_out.allFinite() || !rf.s_mid.allFinite() || !rf.s_in.allFinite()) {
+        // The iteration broke down (W too large for Scalar, say): the errors say so, the caller decides.
+        res.relative_error = res.weighted_relative_error = std::numeric_limits<double>::quiet_NaN();
+        return res;
+    }
     const Matrix<double> Wd = W.template cast<double>();
     const Matrix<double> E = Wd - res.factorization.reconstruct().template cast<double>();
     res.relative_error = E.norm() / std::max(Wd.norm(), 1e-300);
