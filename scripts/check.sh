@@ -40,7 +40,7 @@ stage_done "release tests"
 # code so they cannot pass for nanoquant's exit code 1).
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNANOQUANT_SANITIZE=ON \
       -DNANOQUANT_BUILD_TESTS=ON -DNANOQUANT_BUILD_TOOLS=ON \
-      -DNANOQUANT_BUILD_BENCHMARKS=OFF -DNANOQUANT_BUILD_EXAMPLES=OFF \
+      -DNANOQUANT_BUILD_BENCHMARKS=OFF -DNANOQUANT_BUILD_EXAMPLES=OFF -DNANOQUANT_BUILD_PYTHON=OFF \
       "-DNANOQUANT_TEST_AREAS=core;kernels;io;cli;model"
 cmake --build build-asan -j"$jobs"
 test -x build-asan/tools/nanoquant/nanoquant || { echo "check.sh: the sanitized nanoquant tool was not built" >&2; exit 1; }
