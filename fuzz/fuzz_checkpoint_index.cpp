@@ -35,7 +35,9 @@ std::string shard(const std::string& header, std::size_t data_bytes)
 
 const std::string& directory()
 {
-    static const std::string dir = [] {
+    // Never destroyed: a static string's destructor would be registered after the atexit cleanup
+    // below (its construction ends later), so it would run first and the cleanup would read freed memory.
+    static const std::string& dir = *new std::string([] {
         char tmpl[] = "/tmp/nq_fuzz_index_XXXXXX";
         if (!mkdtemp(tmpl)) std::abort();
         const std::string d = tmpl;
@@ -49,7 +51,7 @@ const std::string& directory()
             rmdir(directory().c_str());
         });
         return d;
-    }();
+    }());
     return dir;
 }
 }  // namespace
