@@ -101,7 +101,7 @@ TEST_CASE("model.pipeline: the layer stage improves on its ADMM start and runs a
     CHECK(ea == eb);
 }
 
-TEST_CASE("model.pipeline: block and full stages, full never worse than block on the calibration set", "[model]")
+TEST_CASE("model.pipeline: block and full stages with full never worse than block on the calibration set", "[model]")
 {
     const Fixture& f = fixture();
     std::vector<std::string> seen;
