@@ -474,7 +474,6 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
     if (o.stage == PipelineStage::Admm || o.stage == PipelineStage::Layer) {
         // Each weight on the float model's own inputs.
         auto t0 = Clock::now();
-        std::vector<std::pair<std::string, Mat>> io;
         std::vector<std::vector<std::pair<std::string, Mat>>> all_io(3);
         for (int bi = 0; bi < 3; ++bi) {
             BlockRef fb{const_cast<UseLite*>(&float_model), bi};
