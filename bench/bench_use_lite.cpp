@@ -10,8 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanoquant/model/pipeline.hpp"
+#include "nanoquant/core/bit_budget.hpp"
 #include "nanoquant/model/tokenizer.hpp"
+#include "nanoquant/model/use_lite.hpp"
+#include "nanoquant/solvers/admm_solver.hpp"
 
 using namespace nanoquant;
 using namespace nanoquant::model;
@@ -45,12 +47,25 @@ const UseLite& quantized(double bpw)
     static std::map<double, UseLite> cache;
     auto it = cache.find(bpw);
     if (it == cache.end()) {
-        PipelineOptions o;
-        o.bpw = bpw;
-        o.stage = PipelineStage::Admm;
-        o.admm_iterations = 5;
-        o.threads = 1;
-        it = cache.emplace(bpw, quantize_use_lite(setup().float_model, setup().ids, o).model).first;
+        UseLite q = setup().float_model;
+        for (auto& p : q.linears()) {
+            Linear& l = *p.second;
+            AdmmOptions<float> a;
+            a.rank = rank_for_bpw(l.out(), l.in(), bpw);
+            a.iterations = 5;
+            a.num_threads = 1;
+            const AdmmResult<float> r = AdmmSolver<float>(a).solve(l.w);
+            r.throw_if_failed();
+            l.factorized = true;
+            l.f.u = r.factorization.u.unpack<float>();
+            l.f.vt = r.factorization.vt.unpack<float>();
+            l.f.s_out = r.factorization.s_out;
+            l.f.s_mid = r.factorization.s_mid;
+            l.f.s_in = r.factorization.s_in;
+            l.w.resize(0, 0);
+        }
+        q.finalize();
+        it = cache.emplace(bpw, std::move(q)).first;
     }
     return it->second;
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The USE-Lite model file (model/use_lite_file.hpp): a model saved after detail::finalize loads
+// The USE-Lite model file (model/use_lite_file.hpp): a model saved after UseLite::finalize loads
 // back bit for bit (every parameter, the architecture's scalars, identical embeddings through the
 // packed kernels); an unfinalized model loads as its hardened, F16-rounded form; the size report
 // adds up to the file; and every malformed file is one io_error naming the file and what is wrong.
@@ -16,7 +16,7 @@
 
 #include "nanoquant/io/factorized_file.hpp"
 #include "nanoquant/io/half.hpp"
-#include "nanoquant/model/pipeline.hpp"
+#include "nanoquant/model/use_lite.hpp"
 #include "nanoquant/model/tokenizer.hpp"
 #include "nanoquant/model/use_lite_file.hpp"
 
@@ -202,7 +202,7 @@ TEST_CASE("model.use_lite_file: a finalized model loads back bit for bit", "[mod
         std::mt19937 g(7);
         UseLite m = tiny_model(3);
         factorize_randomly(m, 5, g, "layer1.out", three);  // one weight left dense
-        model::detail::finalize(m);
+        m.finalize();
         const std::string path = tmp_path(three ? "roundtrip3" : "roundtrip2");
         const nlohmann::json info = {{"pipeline", "admm"}, {"bpw", 0.8}, {"seed", 3}};
         const std::size_t bytes = save_use_lite(path, m, info);
@@ -249,7 +249,7 @@ TEST_CASE("model.use_lite_file: an unfinalized model is stored as its hardened F
     const std::string path = tmp_path("unfinalized");
     save_use_lite(path, m, nullptr);
     UseLite fin = m;
-    model::detail::finalize(fin);
+    fin.finalize();
     UseLite back = load_use_lite(path);
     require_same(fin, back);
     CHECK(fin.encode(some_ids()) == back.encode(some_ids()));
@@ -291,7 +291,7 @@ TEST_CASE("model.use_lite_file: malformed files are one io_error naming the file
     std::mt19937 g(13);
     UseLite m = tiny_model(9);
     factorize_randomly(m, 4, g, "head.dense");
-    model::detail::finalize(m);
+    m.finalize();
     const std::string good = tmp_path("good");
     save_use_lite(good, m, {{"pipeline", "admm"}});
     const std::string bad = tmp_path("bad");

@@ -130,7 +130,7 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
     // Every weight must hold the budget: a usage error before the work, naming the weight.
     std::size_t n_weights = 0;
     {
-        for (const auto& p : model::detail::use_lite_linears(float_model)) {
+        for (const auto& p : float_model.linears()) {
             ++n_weights;
             try {
                 rank_for_bpw(p.second->out(), p.second->in(), po.bpw);

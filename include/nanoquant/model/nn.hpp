@@ -27,6 +27,7 @@
 #include "nanoquant/core/checks.hpp"
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
+#include "nanoquant/io/half.hpp"
 #include "nanoquant/kernels/gemv.hpp"
 #include "nanoquant/kernels/packed_layer.hpp"
 #include "nanoquant/refine/layer_params.hpp"
@@ -95,6 +96,23 @@ struct Linear {
         return f.harden().reconstruct();
     }
 };
+
+/// The saved form of a factorized layer: latents hardened to ±1, scales rounded to float16 (what
+/// the file stores, so a finalized layer loads back bit for bit) and the packed inference form set.
+/// A dense layer is left as it is.
+inline void finalize(Linear& l)
+{
+    if (!l.factorized) return;
+    auto round16 = [](Vec& v) {
+        for (Index i = 0; i < v.size(); ++i) v(i) = io::half_to_float(io::float_to_half(v(i)));
+    };
+    l.f.u = sign_of(l.f.u);
+    l.f.vt = sign_of(l.f.vt);
+    round16(l.f.s_out);
+    round16(l.f.s_mid);
+    round16(l.f.s_in);
+    l.packed = std::make_shared<const kernels::PackedLayer>(kernels::pack_layer(l.f.harden()));
+}
 
 /// Gradients of a Linear (same shapes as its parameters).
 struct LinearGrad {

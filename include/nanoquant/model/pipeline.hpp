@@ -28,7 +28,6 @@
 
 #include "nanoquant/core/bit_budget.hpp"
 #include "nanoquant/detail/random.hpp"
-#include "nanoquant/io/half.hpp"
 #include "nanoquant/model/metrics.hpp"
 #include "nanoquant/model/use_lite.hpp"
 #include "nanoquant/refine/importance.hpp"
@@ -405,26 +404,9 @@ inline void reconstruct_linear(Linear& l, const Mat& X, const Mat& Y, const Pipe
     LayerReconstructionOptions lo;
     lo.epochs = o.layer_epochs;
     lo.seed = seed;
+    lo.num_threads = o.threads;
     const LayerReconstructionResult<float> r = reconstruct_layer<float>(l.f, X, Y, lo);
     l.f = r.params;
-}
-
-/// The saved form: latents hardened to ±1, scales rounded to float16, packed inference layers set.
-inline void finalize(UseLite& m)
-{
-    for (auto& p : m.linears()) {
-        Linear& l = *p.second;
-        if (!l.factorized) continue;
-        auto round16 = [](Vec& v) {
-            for (Index i = 0; i < v.size(); ++i) v(i) = io::half_to_float(io::float_to_half(v(i)));
-        };
-        l.f.u = sign_of(l.f.u);
-        l.f.vt = sign_of(l.f.vt);
-        round16(l.f.s_out);
-        round16(l.f.s_mid);
-        round16(l.f.s_in);
-        l.packed = std::make_shared<const kernels::PackedLayer>(kernels::pack_layer(l.f.harden()));
-    }
 }
 
 inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t k) { return seed * 0x9E3779B97F4A7C15ull + k + 1; }
@@ -456,7 +438,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
 
     auto report = [&](const std::string& stage, const UseLite& trained, double secs) {
         UseLite saved = trained;
-        finalize(saved);
+        saved.finalize();
         const Mat emb = chain_forward(saved, x0, batch, o.threads, nullptr);
         const EmbeddingAgreement a = embedding_agreement(teacher_emb, emb);
         res.stages.push_back({stage, secs, a.mean_cosine, a.recall_at_k});
@@ -622,7 +604,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                     ++step;
                 }
                 UseLite rounded = q;
-                finalize(rounded);
+                rounded.finalize();
                 const double l = embedding_mse(chain_forward(rounded, x0, batch, o.threads, nullptr), teacher_emb, nullptr);
                 std::ostringstream os;
                 os.precision(5);

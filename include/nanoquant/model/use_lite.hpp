@@ -45,6 +45,18 @@ struct UseLite {
         v.emplace_back("head.dense", &head.dense);
         return v;
     }
+    std::vector<std::pair<std::string, const Linear*>> linears() const
+    {
+        std::vector<std::pair<std::string, const Linear*>> v;
+        for (auto& p : const_cast<UseLite*>(this)->linears()) v.emplace_back(p.first, p.second);
+        return v;
+    }
+
+    /// Every factorized weight in its saved form (model::finalize of each Linear).
+    void finalize()
+    {
+        for (auto& p : linears()) ::nanoquant::model::finalize(*p.second);
+    }
 
     /// Token rows x0 = 2·E[ids] + PE of a batch of token-id sequences (each clipped to 128).
     /// \throws nanoquant::invalid_argument on an id outside [0, vocab_size)

@@ -30,7 +30,7 @@
 /// UseLite::encode runs them through nanoquant::kernels::gemm.
 ///
 /// What is stored is sign(latents) and the scales rounded to F16: a model saved after
-/// model::detail::finalize (which does exactly that rounding) loads back bit for bit.
+/// UseLite::finalize (which does exactly that rounding) loads back bit for bit.
 
 #include <cmath>
 #include <cstddef>
@@ -65,16 +65,6 @@ constexpr const char* kQuantizationInfoKey = "nanoquant.quantization";
 constexpr const char* kVocabTensor = "tokenizer.vocab_json";
 
 namespace detail {
-
-/// The matmul weights of `m` in UseLite::linears() order (a const view).
-inline std::vector<std::pair<std::string, const Linear*>> use_lite_linears(const UseLite& m)
-{
-    std::vector<std::pair<std::string, const Linear*>> v;
-    for (std::size_t l = 0; l < m.layers.size(); ++l)
-        for (const auto& p : m.layers[l].linears()) v.emplace_back("layer" + std::to_string(l) + "." + p.first, p.second);
-    v.emplace_back("head.dense", &m.head.dense);
-    return v;
-}
 
 /// The shapes and scalars of `m` (see the file comment).
 inline nlohmann::json use_lite_config(const UseLite& m)
@@ -156,7 +146,7 @@ inline std::size_t save_use_lite(const std::string& path, const UseLite& m,
         add_vec(p + "ln_ffn.gamma", L.ln_ffn.gamma);
         add_vec(p + "ln_ffn.beta", L.ln_ffn.beta);
     }
-    for (const auto& p : detail::use_lite_linears(m)) {
+    for (const auto& p : m.linears()) {
         const Linear& l = *p.second;
         NANOQUANT_CHECK(l.b.size() == l.out(), where,
                         "'" << p.first << "' has " << l.b.size() << " biases, expected " << l.out());
