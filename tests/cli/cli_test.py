@@ -873,8 +873,9 @@ def use_lite_quantize_encode():
     # CRLF endings and empty lines in the calibration file: the empty lines are skipped
     calib = write_lines("calib.txt", sents[:10] + ["", ""] + sents[10:], "\r\n")
     q = fresh(os.path.join(WORK, "q.safetensors"))
+    # --holdout 0: every calibration sentence is trained on and measured (compared with encode below)
     args = ["quantize", model, "-o", q, "--bpw", "0.8", "--calib", calib, "--pipeline", "admm", "--iters", "10",
-            "--seed", "5", "--threads", "2"]
+            "--seed", "5", "--threads", "2", "--holdout", "0"]
     p = run(args + ["--json"], 0)
     if not re.search(r"stage admm: .*calibration cosine", p.stderr):
         fail("no progress line for stage admm on stderr")
@@ -885,6 +886,9 @@ def use_lite_quantize_encode():
     for k in SIZE_KEYS:
         if k not in j["sizes"]:
             fail("--json sizes lack " + k)
+    cal = j["calibration"]
+    if cal["train_sentences"] != 20 or cal["holdout_sentences"] != 0 or "holdout_cosine" in j["stages"][0]:
+        fail("--holdout 0: expected 20 training sentences, none held out, got %r" % cal)
     if j["pipeline"] != "admm" or j["bpw"] != 0.8 or j["seed"] != 5 or j["calibration"]["sentences"] != 20:
         fail("unexpected --json values %r" % {k: j[k] for k in ["pipeline", "bpw", "seed", "calibration"]})
     if [s["stage"] for s in j["stages"]] != ["admm"]:
@@ -1074,6 +1078,7 @@ def use_lite_usage():
     run(base + ["--calib", calib, "--include", "qkv"], 2, r"--include applies to safetensors checkpoints")
     run(base + ["--calib", calib, "--layer-epochs", "-1"], 2, r"--layer-epochs must be >= 0, got -1")
     run(base + ["--calib", calib, "--batch-sentences", "0"], 2, r"--batch-sentences must be >= 1, got 0")
+    run(base + ["--calib", calib, "--holdout", "0.7"], 2, r"--holdout must be in \[0, 0.5\], got 0.7")
     run(base + ["--calib", calib, "--bpw", "0"], 2, r"--bpw must be a positive number, got 0")
     run(base + ["--calib", calib, "--bpw", "0.01"], 2, r"--bpw 0.01 does not fit 'layer0.qkv' \(768x256\)")
     run(base + ["--calib", calib, "--threads", "-2"], 2, r"--threads must be >= 0, got -2")

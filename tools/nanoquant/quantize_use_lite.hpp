@@ -22,6 +22,7 @@ struct UseLiteQuantizeOptions {
     std::string pipeline = "full";
     bool json = false;
     int layer_epochs = -1, mitigation_epochs = -1, block_epochs = -1, model_epochs = -1, batch_sentences = -1;
+    double holdout = -1;
     std::vector<CLI::Option*> options;  ///< the options above, to tell whether any was given
 
     /// The name of the first of these options given on the command line, or "".

@@ -13,16 +13,23 @@
 /// - Block: instead, block by block in order (layer 0, layer 1, head), inputs from the already
 ///          quantized blocks (error propagation), targets from the float model; per weight of a
 ///          block: mitigation (the still-dense weights of the block tuned on the block output),
-///          ADMM on the student inputs, layer reconstruction from the student inputs to the
-///          teacher's outputs of that weight, then the weight's latents, scales and bias tuned with
-///          the identity STE on the block output;
+///          ADMM on the student inputs, layer reconstruction (latents through the STE, scales,
+///          exact sign polish) from the student inputs to the teacher's outputs of that weight,
+///          then the weight's scales and bias tuned on the block output;
 /// - Full:  Block + model reconstruction: every scale, bias and norm tuned against the float
 ///          model's final embeddings.
+/// A share of the calibration sentences (PipelineOptions::holdout) is held out of training: the
+/// block and model stages keep the iterate with the lowest loss on it.
 /// docs/use-lite.md says where this departs from the reference recipe and why.
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -83,6 +90,11 @@ struct PipelineOptions {
     double model_lr = 5e-3;
     /// Sentences per Adam step in the block and model stages. >= 1.
     Index batch_sentences = 32;
+    /// Share of the calibration sentences held out of training (a seeded draw, at least one
+    /// sentence when > 0): every stage trains on the rest, and the block and model stages keep the
+    /// iterate with the lowest loss on the held-out sentences (early stopping against overfitting
+    /// the calibration set). 0 = keep the best by the training loss. Default 0.1; in [0, 0.5].
+    double holdout = 0.1;
     /// Called with one line of progress per block and stage (empty = silent).
     std::function<void(const std::string&)> progress;
 
@@ -99,6 +111,8 @@ struct PipelineOptions {
         NANOQUANT_CHECK(model_epochs >= 0, w, "model_epochs must be >= 0, got " << model_epochs);
         NANOQUANT_CHECK(std::isfinite(model_lr) && model_lr >= 0, w, "model_lr must be >= 0, got " << model_lr);
         NANOQUANT_CHECK(batch_sentences >= 1, w, "batch_sentences must be >= 1, got " << batch_sentences);
+        NANOQUANT_CHECK(std::isfinite(holdout) && holdout >= 0 && holdout <= 0.5, w,
+                        "holdout must be in [0, 0.5], got " << holdout);
     }
 };
 
@@ -106,8 +120,10 @@ struct PipelineOptions {
 struct StageReport {
     std::string stage;           ///< "admm", "layer", "block" or "full"
     double seconds = 0;          ///< wall time of the stage alone
-    double calib_cosine = 0;     ///< mean cosine to the float embeddings on the calibration set
-    double calib_recall = 0;     ///< recall@10 agreement on the calibration set
+    double calib_cosine = 0;     ///< mean cosine to the float embeddings on the training sentences
+    double calib_recall = 0;     ///< recall@10 agreement on the training sentences
+    double holdout_cosine = 0;   ///< the same on the held-out sentences (0 without any)
+    double holdout_recall = 0;
 };
 
 /// One factorized weight.
@@ -121,6 +137,8 @@ struct PipelineResult {
     UseLite model;                    ///< the quantized model (scales rounded to float16, packed forms set)
     std::vector<StageReport> stages;  ///< in the order run (Admm: admm; Layer: admm, layer; Block: block; Full: block, full)
     std::vector<LayerReport> layers;
+    Index train_sentences = 0;    ///< calibration sentences trained on
+    Index holdout_sentences = 0;  ///< calibration sentences held out (PipelineOptions::holdout)
 };
 
 
@@ -268,14 +286,26 @@ inline double block_eval(const BlockRef& b, const Mat& X, const Mat& Y, const Ra
     return block_loss(b, yhat, Y, nullptr);
 }
 
-/// Adam epochs on a block's output loss over the slots chosen by `make_slots(block, grads, slots)`;
-/// keeps the best iterate (the start included) by the full calibration loss.
-/// \return (loss before, loss after)
+/// A set of sentences at one block: its inputs, its targets (token rows for a layer, one row per
+/// sentence for the head) and its Ragged.
+struct BlockSet {
+    const Mat& x;
+    const Mat& y;
+    const Ragged& batch;
+};
+
+/// Adam epochs on a block's output loss over the training set `train`, on the slots chosen by
+/// `make_slots(block, grads, slots)`; keeps the best iterate (the start included) by the loss on
+/// the selection set `select` (the held-out sentences, or `train` itself).
+/// \return (selection loss before, after)
 template <typename MakeSlots>
-std::pair<double, double> tune_block(const BlockRef& b, const Mat& X, const Mat& Y, const Ragged& batch,
+std::pair<double, double> tune_block(const BlockRef& b, const BlockSet& train, const BlockSet& select,
                                      const PipelineOptions& o, int epochs, std::uint64_t seed, MakeSlots&& make_slots)
 {
-    const double before = block_eval(b, X, Y, batch, o.threads);
+    const Mat& X = train.x;
+    const Mat& Y = train.y;
+    const Ragged& batch = train.batch;
+    const double before = block_eval(b, select.x, select.y, select.batch, o.threads);
     if (epochs <= 0 || before == 0.0) return {before, before};  // 0: nothing to correct (all float so far)
     const Index S = batch.sentences();
     const Index B = std::min<Index>(o.batch_sentences, S);
@@ -326,7 +356,7 @@ std::pair<double, double> tune_block(const BlockRef& b, const Mat& X, const Mat&
             }
             ++step;
         }
-        const double l = block_eval(b, X, Y, batch, o.threads);
+        const double l = block_eval(b, select.x, select.y, select.batch, o.threads);
         if (std::isfinite(l) && l < best) {
             best = l;
             best_model = *b.model;
@@ -411,6 +441,44 @@ inline void reconstruct_linear(Linear& l, const Mat& X, const Mat& Y, const Pipe
 
 inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t k) { return seed * 0x9E3779B97F4A7C15ull + k + 1; }
 
+/// The calibration sentences split into training and held-out ones: a seeded shuffle, the first
+/// max(1, round(holdout·S)) held out when holdout > 0 (none when 0). Both keep the input order.
+inline void split_holdout(const std::vector<std::vector<std::int32_t>>& ids, double holdout, std::uint64_t seed,
+                          std::vector<std::vector<std::int32_t>>& train, std::vector<std::vector<std::int32_t>>& held)
+{
+    train.clear();
+    held.clear();
+    const std::size_t S = ids.size();
+    std::size_t nh = 0;
+    if (holdout > 0 && S >= 2) nh = std::min(S - 1, std::max<std::size_t>(1, std::size_t(std::lround(holdout * double(S)))));
+    std::vector<std::size_t> order(S);
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    ::nanoquant::detail::Rng rng(seed ^ 0x686f6c646f7574ull);  // "holdout"
+    for (std::size_t i = S; i > 1; --i) std::swap(order[i - 1], order[std::size_t(rng.below(std::uint64_t(i)))]);
+    std::vector<char> is_held(S, 0);
+    for (std::size_t k = 0; k < nh; ++k) is_held[order[k]] = 1;
+    for (std::size_t i = 0; i < S; ++i) (is_held[i] ? held : train).push_back(ids[i]);
+}
+
+/// The calibration sentences of one split through the float model: block inputs [0..2] and the
+/// embeddings.
+struct SplitData {
+    Ragged batch;
+    Mat x0;
+    std::vector<Mat> teacher_in;
+    Mat teacher_emb;
+    bool empty() const { return batch.sentences() == 0; }
+};
+
+inline SplitData split_data(const UseLite& float_model, const std::vector<std::vector<std::int32_t>>& ids, int threads)
+{
+    SplitData d;
+    if (ids.empty()) return d;
+    d.x0 = float_model.embed(ids, d.batch);
+    d.teacher_emb = chain_forward(float_model, d.x0, d.batch, threads, &d.teacher_in);
+    return d;
+}
+
 }  // namespace detail
 
 /// Runs the pipeline on `float_model` with calibration token ids (at least 2 sentences).
@@ -430,22 +498,40 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
         if (o.progress) o.progress(s);
     };
     PipelineResult res;
-    Ragged batch;
-    const Mat x0 = float_model.embed(calib_ids, batch);
-    NANOQUANT_CHECK(batch.tokens() > 0, where, "the calibration sentences hold no tokens");
-    std::vector<Mat> teacher_in;
-    const Mat teacher_emb = chain_forward(float_model, x0, batch, o.threads, &teacher_in);
+    std::vector<std::vector<std::int32_t>> train_ids, held_ids;
+    split_holdout(calib_ids, o.holdout, o.seed, train_ids, held_ids);
+    const SplitData tr = split_data(float_model, train_ids, o.threads);
+    const SplitData ho = split_data(float_model, held_ids, o.threads);
+    NANOQUANT_CHECK(tr.batch.tokens() > 0, where, "the calibration sentences hold no tokens");
+    res.train_sentences = tr.batch.sentences();
+    res.holdout_sentences = ho.batch.sentences();
+    // The set that picks the best iterate: the held-out sentences, or the training ones.
+    const SplitData& sel = ho.empty() ? tr : ho;
+    const Mat& x0 = tr.x0;
+    const Ragged& batch = tr.batch;
+    const std::vector<Mat>& teacher_in = tr.teacher_in;
+    const Mat& teacher_emb = tr.teacher_emb;
 
     auto report = [&](const std::string& stage, const UseLite& trained, double secs) {
         UseLite saved = trained;
         saved.finalize();
-        const Mat emb = chain_forward(saved, x0, batch, o.threads, nullptr);
-        const EmbeddingAgreement a = embedding_agreement(teacher_emb, emb);
-        res.stages.push_back({stage, secs, a.mean_cosine, a.recall_at_k});
+        StageReport r{stage, secs, 0, 0, 0, 0};
+        const EmbeddingAgreement a = embedding_agreement(teacher_emb, chain_forward(saved, x0, batch, o.threads, nullptr));
+        r.calib_cosine = a.mean_cosine;
+        r.calib_recall = a.recall_at_k;
         std::ostringstream os;
         os.precision(4);
         os << "stage " << stage << ": " << secs << " s, calibration cosine " << a.mean_cosine << ", recall@10 "
            << a.recall_at_k;
+        if (!ho.empty()) {
+            const EmbeddingAgreement h =
+                embedding_agreement(ho.teacher_emb, chain_forward(saved, ho.x0, ho.batch, o.threads, nullptr));
+            r.holdout_cosine = h.mean_cosine;
+            r.holdout_recall = h.recall_at_k;
+            os << "; held out (" << ho.batch.sentences() << "): cosine " << h.mean_cosine << ", recall@10 "
+               << h.recall_at_k;
+        }
+        res.stages.push_back(r);
         say(os.str());
         if (on_stage) on_stage(stage, saved);
         return saved;
@@ -485,26 +571,31 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
             res.model = report("layer", q, seconds_since(t0));
         }
     } else {
-        // Block by block: student inputs from the quantized blocks before, teacher targets.
+        // Block by block: student inputs from the quantized blocks before, teacher targets; the
+        // held-out sentences go through the same blocks to pick each tuning's best iterate.
         auto t0 = Clock::now();
-        Mat xs = x0;
+        Mat xs = x0, xsel = sel.x0;
         for (int bi = 0; bi < 3; ++bi) {
             BlockRef fb{const_cast<UseLite*>(&float_model), bi};
             BlockRef qb{&q, bi};
             const Mat& xt = teacher_in[std::size_t(bi)];
-            const Mat yt = bi < 2 ? teacher_in[std::size_t(bi) + 1] : teacher_emb;
+            const Mat& yt = bi < 2 ? teacher_in[std::size_t(bi) + 1] : teacher_emb;
+            const Mat& ysel = bi < 2 ? sel.teacher_in[std::size_t(bi) + 1] : sel.teacher_emb;
             std::vector<std::pair<std::string, Mat>> tio, sio;
             linear_io(fb, xt, batch, o.threads, tio);
             const auto names = qb.linears();
             for (std::size_t li = 0; li < names.size(); ++li) {
                 const std::string& name = names[li].first;
                 Linear& target = *names[li].second;
+                // xs, xsel change only between blocks; the sets alias them.
+                const BlockSet train{xs, yt, batch};
+                const BlockSet select{ho.empty() ? xs : xsel, ysel, sel.batch};
                 std::ostringstream os;
                 os.precision(4);
                 os << qb.name() << "." << name << ":";
                 // (1) mitigation: the still-dense weights of the block (this one included) on the block output.
                 if (o.mitigation_epochs > 0) {
-                    const auto lm = tune_block(qb, xs, yt, batch, o, o.mitigation_epochs, mix_seed(o.seed, k++),
+                    const auto lm = tune_block(qb, train, select, o, o.mitigation_epochs, mix_seed(o.seed, k++),
                                                [&](const BlockRef& b, LinearGrad* hg, TransformerLayerGrad* lg,
                                                    std::vector<MultiAdam::Slot>& slots) {
                                                    for (auto& p : b.linears()) {
@@ -530,7 +621,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                 reconstruct_linear(target, Xs, Yt, o, mix_seed(o.seed, k++));
                 // (4) this weight's scales and bias on the block output (its signs stay: the layer
                 // reconstruction already chose them by exact descent on its own output).
-                const auto lt = tune_block(qb, xs, yt, batch, o, o.block_epochs, mix_seed(o.seed, k++),
+                const auto lt = tune_block(qb, train, select, o, o.block_epochs, mix_seed(o.seed, k++),
                                            [&](const BlockRef& b, LinearGrad* hg, TransformerLayerGrad* lg,
                                                std::vector<MultiAdam::Slot>& slots) {
                                                for (auto& p : b.linears())
@@ -542,6 +633,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                 say(os.str());
             }
             xs = block_forward(qb, xs, batch, o.threads);
+            if (!ho.empty()) xsel = block_forward(qb, xsel, sel.batch, o.threads);
         }
         res.model = report("block", q, seconds_since(t0));
         if (o.stage == PipelineStage::Full && o.model_epochs > 0) {
@@ -555,8 +647,15 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
             std::iota(order.begin(), order.end(), Index(0));
             MultiAdam adam;
             long step = 0;
+            // The selection loss of the saved form (hardened signs, float16 scales).
+            auto select_loss = [&](const UseLite& m) {
+                UseLite rounded = m;
+                rounded.finalize();
+                return embedding_mse(chain_forward(rounded, sel.x0, sel.batch, o.threads, nullptr), sel.teacher_emb,
+                                     nullptr);
+            };
             UseLite best = q;
-            double best_loss = embedding_mse(chain_forward(q, x0, batch, o.threads, nullptr), teacher_emb, nullptr);
+            double best_loss = select_loss(q);
             const double start_loss = best_loss;
             for (int e = 0; e < o.model_epochs; ++e) {
                 for (Index i = S - 1; i > 0; --i)
@@ -603,13 +702,11 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
                     adam.step(slots, cosine_lr(1.0, 0.05, step, total));
                     ++step;
                 }
-                UseLite rounded = q;
-                rounded.finalize();
-                const double l = embedding_mse(chain_forward(rounded, x0, batch, o.threads, nullptr), teacher_emb, nullptr);
+                const double l = select_loss(q);
                 std::ostringstream os;
                 os.precision(5);
-                os << "model reconstruction epoch " << e + 1 << ": embedding loss " << l << " (start " << start_loss
-                   << ")";
+                os << "model reconstruction epoch " << e + 1 << ": " << (ho.empty() ? "calibration" : "held-out")
+                   << " embedding loss " << l << " (start " << start_loss << ")";
                 say(os.str());
                 if (std::isfinite(l) && l < best_loss) {
                     best_loss = l;

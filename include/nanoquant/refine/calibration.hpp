@@ -25,6 +25,16 @@ inline void check_calibration(Index m, Index n, Index xr, Index xc, Index yr, In
     NANOQUANT_CHECK(xr > 0, where, "X must hold at least one token, got 0 rows");
 }
 
+/// Per-output weights `w` (named `w_name`): empty, or m finite values >= 0.
+template <typename Scalar>
+void check_output_weights(const Vector<Scalar>& w, Index m, const char* where, const char* w_name)
+{
+    if (w.size() == 0) return;
+    NANOQUANT_CHECK(w.size() == m, where, w_name << " has " << w.size() << " entries, expected 0 or m = " << m);
+    check_finite(w, where, w_name);
+    NANOQUANT_CHECK(w.minCoeff() >= 0, where, w_name << " must be >= 0, min is " << w.minCoeff());
+}
+
 /// The whole calibration-set check of refine/'s entry points: shapes (check_calibration), finite X
 /// and Y, and per-output weights `w` that are empty or m finite values >= 0 (named `w_name`).
 template <typename Scalar>
@@ -35,12 +45,65 @@ void check_calibration_set(Index m, Index n, const Eigen::Ref<const Matrix<Scala
     check_calibration(m, n, X.rows(), X.cols(), Y.rows(), Y.cols(), where);
     check_finite(X, where, "X");
     check_finite(Y, where, "Y");
-    if (w.size() == 0) return;
-    NANOQUANT_CHECK(w.size() == m, where, w_name << " has " << w.size() << " entries, expected 0 or m = " << m);
-    check_finite(w, where, w_name);
-    NANOQUANT_CHECK(w.minCoeff() >= 0, where, w_name << " must be >= 0, min is " << w.minCoeff());
+    check_output_weights(w, m, where, w_name);
 }
 }  // namespace detail
+
+/// Sufficient statistics of a calibration set (X: tokens × n, Y: tokens × m) for the exact steps
+/// of the layer reconstruction (refit_scales_output, polish_u_signs, polish_v_signs). Their loss is
+/// quadratic in the layer's matrix Ŵ,
+///   Σ_t Σ_i w_i (Ŵx_t − y_t)_i² = Σ_i w_i (ŵ_iᵀ XᵀX ŵ_i − 2 ŵ_iᵀ (XᵀY)_:i + ‖Y_:i‖²),
+/// so XᵀX, XᵀY and the column norms of Y are all those steps read. Computed once, in double, in
+/// O(T n (n + m)), they make every later step independent of the number of tokens T.
+struct CalibrationStats {
+    Matrix<double> xtx;  ///< n × n, XᵀX
+    Matrix<double> xty;  ///< n × m, XᵀY
+    Vector<double> yty;  ///< m, ‖Y_:i‖²
+    Index tokens = 0;
+
+    Index inputs() const { return xtx.rows(); }
+    Index outputs() const { return xty.cols(); }
+
+    /// Shapes for a layer with m outputs and n inputs, at least one token.
+    void check(Index m, Index n, const char* where) const
+    {
+        NANOQUANT_CHECK(xtx.rows() == n && xtx.cols() == n, where,
+                        "stats.xtx is " << xtx.rows() << "x" << xtx.cols() << ", expected n x n = " << n << "x" << n);
+        NANOQUANT_CHECK(xty.rows() == n && xty.cols() == m, where,
+                        "stats.xty is " << xty.rows() << "x" << xty.cols() << ", expected n x m = " << n << "x" << m);
+        NANOQUANT_CHECK(yty.size() == m, where, "stats.yty has " << yty.size() << " entries, expected m = " << m);
+        NANOQUANT_CHECK(tokens > 0, where, "stats hold no token");
+    }
+};
+
+/// The CalibrationStats of (X, Y), accumulated in double over chunks of `chunk` tokens.
+/// \throws nanoquant::invalid_argument on mismatched shapes, no token or non-finite values
+template <typename Scalar>
+CalibrationStats calibration_stats(const Eigen::Ref<const Matrix<Scalar>>& X, const Eigen::Ref<const Matrix<Scalar>>& Y,
+                                   Index chunk = 4096)
+{
+    constexpr const char* where = "calibration_stats";
+    NANOQUANT_CHECK(chunk >= 1, where, "chunk must be >= 1, got " << chunk);
+    detail::check_calibration(Y.cols(), X.cols(), X.rows(), X.cols(), Y.rows(), Y.cols(), where);
+    check_finite(X, where, "X");
+    check_finite(Y, where, "Y");
+    const Index n = X.cols(), m = Y.cols();
+    CalibrationStats st;
+    st.tokens = X.rows();
+    st.xtx = Matrix<double>::Zero(n, n);
+    st.xty = Matrix<double>::Zero(n, m);
+    st.yty = Vector<double>::Zero(m);
+    for (Index t0 = 0; t0 < X.rows(); t0 += chunk) {
+        const Index c = std::min(chunk, X.rows() - t0);
+        const Matrix<double> Xc = X.middleRows(t0, c).template cast<double>();
+        const Matrix<double> Yc = Y.middleRows(t0, c).template cast<double>();
+        st.xtx.template selfadjointView<Eigen::Lower>().rankUpdate(Xc.transpose());
+        st.xty.noalias() += Xc.transpose() * Yc;
+        st.yty += Yc.colwise().squaredNorm().transpose();
+    }
+    st.xtx.template triangularView<Eigen::StrictlyUpper>() = st.xtx.transpose();
+    return st;
+}
 
 /// Dense targets Y = X Wᵀ (tokens × m) of the layer W (m × n) on inputs X (tokens × n).
 template <typename Scalar>

@@ -241,8 +241,12 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
 
     res.loss_before = layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk);
     detail::BestIterate<LayerParams<Scalar>> best(p, res.loss_before);
+    // The exact steps (refit, polish) read only XᵀX and XᵀY: computed once for all of them.
+    CalibrationStats stats;
+    if (opts.epochs > 0 && (opts.refit_rounds > 0 || opts.polish_rounds > 0))
+        stats = calibration_stats<Scalar>(X, Y, opts.eval_chunk);
     if (opts.refit_rounds > 0 && opts.epochs > 0) {
-        refit_scales_output<Scalar>(p, X, Y, w_out, opts.refit_rounds);
+        refit_scales_output<Scalar>(p, stats, w_out, opts.refit_rounds);
         best.offer(p, layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk), 0);
     }
 
@@ -267,7 +271,7 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
             ++res.steps;
         }
         res.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-        if (opts.refit_rounds > 0) refit_scales_output<Scalar>(p, X, Y, w_out, opts.refit_rounds);
+        if (opts.refit_rounds > 0) refit_scales_output<Scalar>(p, stats, w_out, opts.refit_rounds);
         if (opts.keep_best) {
             res.epoch_loss.push_back(layer_loss<Scalar>(p, X, Y, w_out, opts.eval_chunk));
             best.offer(p, res.epoch_loss.back(), epoch);
@@ -278,11 +282,11 @@ LayerReconstructionResult<Scalar> reconstruct_layer_run(const LayerParams<Scalar
     if (opts.epochs > 0 && opts.polish_rounds > 0) {
         LayerParams<Scalar> q = best.params;
         for (int k = 0; k < opts.polish_rounds; ++k) {
-            Index flips = polish_u_signs<Scalar>(q, X, Y, 2, nt);
-            flips += polish_v_signs<Scalar>(q, X, Y, w_out, opts.polish_v_sweeps);
+            Index flips = polish_u_signs<Scalar>(q, stats, 2, nt);
+            flips += polish_v_signs<Scalar>(q, stats, w_out, opts.polish_v_sweeps);
             if (flips == 0) break;
             res.polish_flips += flips;
-            refit_scales_output<Scalar>(q, X, Y, w_out, std::max(1, opts.refit_rounds));
+            refit_scales_output<Scalar>(q, stats, w_out, std::max(1, opts.refit_rounds));
         }
         best.offer(q, layer_loss<Scalar>(q, X, Y, w_out, opts.eval_chunk), best.epoch);
     }

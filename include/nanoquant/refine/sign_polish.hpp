@@ -6,6 +6,7 @@
 /// taken lowers the loss. Used by reconstruct_layer() after the Adam epochs.
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "nanoquant/core/types.hpp"
@@ -26,25 +27,24 @@ namespace nanoquant {
 /// descent: flipping u_ik changes the row's loss by 4(G_kk + u_ik(b_k − g_k)) with G = T₂ᵀT₂,
 /// b = T₂ᵀY_:i/s_out_i and g = G u_i, and a flip is taken whenever that is negative. At most
 /// `sweeps` passes over k per row; the loss never increases. The latent keeps its magnitude and
-/// takes the new sign. Cost O(T n r + T m r + m r² · sweeps). Rows are independent: the result does
+/// takes the new sign. Cost on the calibration statistics (CalibrationStats: XᵀX, XᵀY)
+/// O(n² r + n m r + m r² · sweeps), independent of the number of tokens. Rows are independent: the result does
 /// not depend on `num_threads` (0 = the caller's OpenMP default, else that many threads).
 /// \return the number of flips
 template <typename Scalar>
-Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
-                     const Eigen::Ref<const Matrix<Scalar>>& Y, int sweeps = 2, int num_threads = 0)
+Index polish_u_signs(LayerParams<Scalar>& p, const CalibrationStats& stats, int sweeps = 2, int num_threads = 0)
 {
     constexpr const char* where = "polish_u_signs";
     p.validate(where);
     NANOQUANT_CHECK(sweeps >= 0, where, "sweeps must be >= 0, got " << sweeps);
     NANOQUANT_CHECK(num_threads >= 0, where, "num_threads must be >= 0, got " << num_threads);
-    detail::check_calibration_set(p.rows(), p.cols(), X, Y, Vector<Scalar>(), where);
+    stats.check(p.rows(), p.cols(), where);
     const int nt = resolve_num_threads(num_threads);
-    const Matrix<double> Xd = X.template cast<double>();
-    Matrix<double> T2 = Xd * p.s_in.template cast<double>().asDiagonal() *
-                        sign_of(p.vt).template cast<double>().transpose();
-    if (p.has_mid_scale()) T2 = T2 * p.s_mid.template cast<double>().asDiagonal();
-    const Matrix<double> G = T2.transpose() * T2;
-    const Matrix<double> B = T2.transpose() * Y.template cast<double>();  // r × m
+    // T₂ = X Bm with Bm = diag(s_in) V̄ diag(s_mid): G = T₂ᵀT₂ = Bmᵀ (XᵀX) Bm, T₂ᵀY = Bmᵀ (XᵀY).
+    Matrix<double> Bm = p.s_in.template cast<double>().asDiagonal() * sign_of(p.vt).template cast<double>().transpose();
+    if (p.has_mid_scale()) Bm = Bm * p.s_mid.template cast<double>().asDiagonal();
+    const Matrix<double> G = Bm.transpose() * (stats.xtx * Bm);
+    const Matrix<double> B = Bm.transpose() * stats.xty;  // r × m
     const Index r = p.rank();
     Index flips = 0;
 #ifdef _OPENMP
@@ -78,6 +78,18 @@ Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scala
     return flips;
 }
 
+/// polish_u_signs() on the calibration set itself (X: tokens × n, Y: tokens × m); computes its
+/// CalibrationStats first.
+template <typename Scalar>
+Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
+                     const Eigen::Ref<const Matrix<Scalar>>& Y, int sweeps = 2, int num_threads = 0)
+{
+    constexpr const char* where = "polish_u_signs";
+    p.validate(where);
+    detail::check_calibration_set(p.rows(), p.cols(), X, Y, Vector<Scalar>(), where);
+    return polish_u_signs<Scalar>(p, calibration_stats<Scalar>(X, Y), sweeps, num_threads);
+}
+
 /// Exact greedy sign polish of V̄ (the columns of vtᵀ): with Ū and the scales fixed the weighted
 /// output loss is a binary quadratic in V̄ (n×r),
 /// \f[ L(\bar V) = \|A \bar V M - Y_w\|_F^2 = \mathrm{tr}(\bar V^\top H \bar V P) - 2\,\mathrm{tr}(\bar V^\top C) + c, \f]
@@ -90,34 +102,36 @@ Index polish_u_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scala
 /// update δ H(:,j) P(k,:) is applied once per column for all of that column's flips (O(n·(r + flips))).
 /// G is recomputed exactly at the start of every sweep; at most `sweeps` sweeps, stopping after the
 /// first sweep without a flip. The latent keeps its magnitude and takes the new sign.
-/// Cost O(T n (n + r) + T m r) per call plus O(n² r + n r² + n·flips) per sweep.
+/// Cost on the calibration statistics O(n² (r + m) + n m r) per call plus O(n² r + n r² + n·flips)
+/// per sweep.
 /// \param w per-output-channel weights (length m, >= 0) as in weighted_output_loss(), empty = ones
 /// \param on_flip called after every accepted flip as on_flip(j, k, dL) with dL the predicted change of
 ///        layer_loss(p, X, Y, w) (p already updated); for tests
 /// \return the number of flips
 /// \throws nanoquant::invalid_argument on shape mismatches, non-finite inputs, negative weights or sweeps < 0
 template <typename Scalar, typename OnFlip>
-Index polish_v_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
-                     const Eigen::Ref<const Matrix<Scalar>>& Y, const Vector<Scalar>& w, int sweeps,
+Index polish_v_signs(LayerParams<Scalar>& p, const CalibrationStats& stats, const Vector<Scalar>& w, int sweeps,
                      OnFlip&& on_flip)
 {
     constexpr const char* where = "polish_v_signs";
     p.validate(where);
     NANOQUANT_CHECK(sweeps >= 0, where, "sweeps must be >= 0, got " << sweeps);
-    detail::check_calibration_set(p.rows(), p.cols(), X, Y, w, where);
+    stats.check(p.rows(), p.cols(), where);
+    detail::check_output_weights(w, p.rows(), where, "w");
     if (sweeps == 0 || p.rank() == 0 || p.cols() == 0) return 0;
     const Index n = p.cols(), r = p.rank();
     const Vector<double> wd =
         w.size() ? Vector<double>(w.template cast<double>()) : Vector<double>(Vector<double>::Ones(p.rows()));
     const Vector<double> sw = wd.cwiseSqrt();
-    const Matrix<double> A = X.template cast<double>() * p.s_in.template cast<double>().asDiagonal();
+    const Vector<double> si = p.s_in.template cast<double>();
     Matrix<double> M = sign_of(p.u).template cast<double>().transpose() *
                        p.s_out.template cast<double>().cwiseProduct(sw).asDiagonal();  // r × m
     if (p.has_mid_scale()) M = p.s_mid.template cast<double>().asDiagonal() * M;
-    const Matrix<double> H = A.transpose() * A;
+    // A = X diag(s_in): H = AᵀA = diag(s_in) XᵀX diag(s_in), C = Aᵀ Y diag(√w) Mᵀ = diag(s_in) XᵀY diag(√w) Mᵀ.
+    const Matrix<double> H = si.asDiagonal() * stats.xtx * si.asDiagonal();
     const Matrix<double> P = M * M.transpose();
-    const Matrix<double> C = A.transpose() * ((Y.template cast<double>() * sw.asDiagonal()) * M.transpose());
-    double den = (Y.template cast<double>() * sw.asDiagonal()).squaredNorm();
+    const Matrix<double> C = si.asDiagonal() * (stats.xty * sw.asDiagonal() * M.transpose());
+    double den = stats.yty.dot(wd);
     if (den <= 0) den = 1.0;  // as layer_loss
     Matrix<double> V = sign_of(p.vt).template cast<double>().transpose();  // n × r
     Index flips = 0;
@@ -158,6 +172,19 @@ Index polish_v_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scala
     return flips;
 }
 
+/// polish_v_signs() on the calibration set itself (X: tokens × n, Y: tokens × m); computes its
+/// CalibrationStats first.
+template <typename Scalar, typename OnFlip>
+Index polish_v_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
+                     const Eigen::Ref<const Matrix<Scalar>>& Y, const Vector<Scalar>& w, int sweeps,
+                     OnFlip&& on_flip)
+{
+    constexpr const char* where = "polish_v_signs";
+    p.validate(where);
+    detail::check_calibration_set(p.rows(), p.cols(), X, Y, w, where);
+    return polish_v_signs<Scalar>(p, calibration_stats<Scalar>(X, Y), w, sweeps, std::forward<OnFlip>(on_flip));
+}
+
 /// polish_v_signs() without a flip callback.
 template <typename Scalar>
 Index polish_v_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scalar>>& X,
@@ -165,6 +192,14 @@ Index polish_v_signs(LayerParams<Scalar>& p, const Eigen::Ref<const Matrix<Scala
                      int sweeps = 2)
 {
     return polish_v_signs<Scalar>(p, X, Y, w, sweeps, [](Index, Index, double) {});
+}
+
+/// polish_v_signs() on calibration statistics without a flip callback.
+template <typename Scalar>
+Index polish_v_signs(LayerParams<Scalar>& p, const CalibrationStats& stats, const Vector<Scalar>& w = Vector<Scalar>(),
+                     int sweeps = 2)
+{
+    return polish_v_signs<Scalar>(p, stats, w, sweeps, [](Index, Index, double) {});
 }
 
 }  // namespace nanoquant
