@@ -194,6 +194,30 @@ TEST_CASE("batched float GEMM matches per-token GEMV on every variant", "[kernel
     }
 }
 
+TEST_CASE("per-thread scratch is given back when calls need far less than a large batch took", "[kernels][gemm]")
+{
+    const kernels::detail::GemvScratch& S = kernels::detail::gemv_scratch();
+    const auto f = nqtest::random_factorization(64, 4096, 32, false, 11);
+    const PackedLayer L = pack_layer(f);
+    GemvOptions opt;
+    opt.num_threads = 1;
+    const Matrix<float> big = nqtest::random_matrix(4096, 1200, 12);  // 1200 tokens: about 19.7 MB of inputs
+    const Matrix<float> Yb = gemm(L, big, opt);
+    const std::size_t after_big = S.xs.size();
+    CHECK(after_big * sizeof(float) > kernels::detail::kScratchKeepBytes);
+    const Matrix<float> x1 = nqtest::random_matrix(4096, 4, 13);
+    const Matrix<float> y1 = gemm(L, x1, opt);
+    CHECK(S.xs.size() < after_big / 8);
+    for (Index b = 0; b < 4; ++b) {
+        const Vector<float> x = x1.col(b);
+        require_within(y1.col(b), dense_product(f, x), error_bound(f, x));
+    }
+    // Calls within 8× of the buffer (or below the threshold) keep it.
+    const float* kept = S.xs.data();
+    gemm(L, nqtest::random_matrix(4096, 2, 14), opt);
+    CHECK(S.xs.data() == kept);
+}
+
 TEST_CASE("int8 path is bit-exact across variants and batch sizes and thread counts", "[kernels][int8]")
 {
     const auto tables = all_tables();

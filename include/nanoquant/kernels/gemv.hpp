@@ -117,7 +117,7 @@ inline void prefetch_range(const float* v, Index lo, Index hi)
 #endif
 }
 
-/// Per-thread scratch reused across calls (grown, never shrunk).
+/// Per-thread scratch reused across calls (see grow()).
 struct GemvScratch {
     AlignedVector<float> xs, t, o1, o2, fscale, fpart1, fpart2;
     AlignedVector<std::int8_t> q1, q2;
@@ -128,10 +128,18 @@ inline GemvScratch& gemv_scratch()
     thread_local GemvScratch s;
     return s;
 }
+/// Scratch buffers above this size are given back when a call needs far less (see grow()).
+constexpr std::size_t kScratchKeepBytes = std::size_t(16) << 20;
+
+/// `v` with room for n elements (contents unspecified). A buffer is reused across calls and grows
+/// to the largest need; one more than 8× larger than this call needs and above kScratchKeepBytes is
+/// replaced by one of the needed size, so one large batch does not pin its memory for the lifetime
+/// of the thread (alternating calls within 8×, or below the threshold, never reallocate).
 template <typename T>
 inline T* grow(AlignedVector<T>& v, Index n)
 {
-    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+    const std::size_t want = std::size_t(n);
+    if (v.size() < want || (v.size() > 8 * want && v.size() * sizeof(T) > kScratchKeepBytes)) AlignedVector<T>(want).swap(v);
     return v.data();
 }
 
