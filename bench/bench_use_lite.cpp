@@ -56,15 +56,8 @@ const UseLite& quantized(double bpw)
             a.num_threads = 1;
             const AdmmResult<float> r = AdmmSolver<float>(a).solve(l.w);
             r.throw_if_failed();
-            l.factorized = true;
-            l.f.u = r.factorization.u.unpack<float>();
-            l.f.vt = r.factorization.vt.unpack<float>();
-            l.f.s_out = r.factorization.s_out;
-            l.f.s_mid = r.factorization.s_mid;
-            l.f.s_in = r.factorization.s_in;
-            l.w.resize(0, 0);
+            set_factorized(l, r.factorization);  // packed: encode runs the packed kernels
         }
-        q.finalize();
         it = cache.emplace(bpw, std::move(q)).first;
     }
     return it->second;

@@ -7,7 +7,9 @@
 /// every compiler and platform.
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace nanoquant {
 namespace detail {
@@ -64,6 +66,17 @@ public:
         m_spare = rad * std::sin(ang);
         m_has_spare = true;
         return rad * std::cos(ang);
+    }
+
+    /// Fisher-Yates shuffle of `v` in place (from the back: element i swaps with one of [0, i]),
+    /// so a seed gives the same order everywhere.
+    template <typename Vec>
+    void shuffle(Vec& v)
+    {
+        for (std::size_t i = v.size(); i > 1; --i) {
+            using std::swap;
+            swap(v[i - 1], v[static_cast<std::size_t>(below(static_cast<std::uint64_t>(i)))]);
+        }
     }
 
     /// A seed for an independent stream (e.g. one per call site or per thread).

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "nanoquant/core/checks.hpp"
+#include "nanoquant/core/factorization.hpp"
 #include "nanoquant/core/types.hpp"
 #include "nanoquant/error.hpp"
 #include "nanoquant/io/half.hpp"
@@ -96,6 +97,20 @@ struct Linear {
         return f.harden().reconstruct();
     }
 };
+
+/// Makes `l` the factorized layer `f` (±1 signs as latents, its scales, its packed inference form);
+/// the bias stays.
+inline void set_factorized(Linear& l, const Factorization<float>& f)
+{
+    l.factorized = true;
+    l.w.resize(0, 0);
+    l.f.u = f.u.unpack<float>();
+    l.f.vt = f.vt.unpack<float>();
+    l.f.s_out = f.s_out;
+    l.f.s_mid = f.s_mid;
+    l.f.s_in = f.s_in;
+    l.packed = std::make_shared<const kernels::PackedLayer>(kernels::pack_layer(f));
+}
 
 /// The saved form of a factorized layer: latents hardened to ±1, scales rounded to float16 (what
 /// the file stores, so a finalized layer loads back bit for bit) and the packed inference form set.

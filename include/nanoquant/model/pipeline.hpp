@@ -320,8 +320,7 @@ std::pair<double, double> tune_block(const BlockRef& b, const BlockSet& train, c
     MultiAdam adam;
     long step = 0;
     for (int e = 0; e < epochs; ++e) {
-        for (Index i = S - 1; i > 0; --i)
-            std::swap(order[std::size_t(i)], order[std::size_t(rng.below(std::uint64_t(i + 1)))]);
+        rng.shuffle(order);
         for (Index s0 = 0; s0 < S; s0 += B) {
             const std::vector<Index> ids(order.begin() + s0, order.begin() + std::min(S, s0 + B));
             Ragged rb;
@@ -454,7 +453,7 @@ inline void split_holdout(const std::vector<std::vector<std::int32_t>>& ids, dou
     std::vector<std::size_t> order(S);
     std::iota(order.begin(), order.end(), std::size_t(0));
     ::nanoquant::detail::Rng rng(seed ^ 0x686f6c646f7574ull);  // "holdout"
-    for (std::size_t i = S; i > 1; --i) std::swap(order[i - 1], order[std::size_t(rng.below(std::uint64_t(i)))]);
+    rng.shuffle(order);
     std::vector<char> is_held(S, 0);
     for (std::size_t k = 0; k < nh; ++k) is_held[order[k]] = 1;
     for (std::size_t i = 0; i < S; ++i) (is_held[i] ? held : train).push_back(ids[i]);
@@ -574,7 +573,8 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
         // Block by block: student inputs from the quantized blocks before, teacher targets; the
         // held-out sentences go through the same blocks to pick each tuning's best iterate.
         auto t0 = Clock::now();
-        Mat xs = x0, xsel = sel.x0;
+        Mat xs = x0, xsel;  // xsel: the held-out sentences' inputs, when there are any
+        if (!ho.empty()) xsel = ho.x0;
         for (int bi = 0; bi < 3; ++bi) {
             BlockRef fb{const_cast<UseLite*>(&float_model), bi};
             BlockRef qb{&q, bi};
@@ -658,8 +658,7 @@ inline PipelineResult quantize_use_lite(const UseLite& float_model,
             double best_loss = select_loss(q);
             const double start_loss = best_loss;
             for (int e = 0; e < o.model_epochs; ++e) {
-                for (Index i = S - 1; i > 0; --i)
-                    std::swap(order[std::size_t(i)], order[std::size_t(rng.below(std::uint64_t(i + 1)))]);
+                rng.shuffle(order);
                 for (Index s0 = 0; s0 < S; s0 += B) {
                     const std::vector<Index> ids(order.begin() + s0, order.begin() + std::min(S, s0 + B));
                     Ragged rb;

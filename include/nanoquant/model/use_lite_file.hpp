@@ -349,13 +349,7 @@ inline UseLite load_use_lite(const io::SafetensorsView& v)
                      std::to_string(fl.f.cols()) + ", expected " + std::to_string(out) + "x" + std::to_string(in));
             for (const char* s : {".u", ".vt", ".s_out", ".s_mid", ".s_in"})
                 if (v.contains(name + s)) used.insert(name + s);
-            lin.factorized = true;
-            lin.f.u = fl.f.u.unpack<float>();
-            lin.f.vt = fl.f.vt.unpack<float>();
-            lin.f.s_out = fl.f.s_out;
-            lin.f.s_mid = fl.f.s_mid;
-            lin.f.s_in = fl.f.s_in;
-            lin.packed = std::make_shared<const kernels::PackedLayer>(kernels::pack_layer(fl.f));
+            set_factorized(lin, fl.f);
         } else {
             if (!v.contains(name + ".weight"))
                 fail("matmul weight '" + name + "' is neither a factorized layer (no \"" +

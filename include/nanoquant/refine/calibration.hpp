@@ -61,9 +61,6 @@ struct CalibrationStats {
     Vector<double> yty;  ///< m, ‖Y_:i‖²
     Index tokens = 0;
 
-    Index inputs() const { return xtx.rows(); }
-    Index outputs() const { return xty.cols(); }
-
     /// Shapes for a layer with m outputs and n inputs, at least one token.
     void check(Index m, Index n, const char* where) const
     {
@@ -84,9 +81,7 @@ CalibrationStats calibration_stats(const Eigen::Ref<const Matrix<Scalar>>& X, co
 {
     constexpr const char* where = "calibration_stats";
     NANOQUANT_CHECK(chunk >= 1, where, "chunk must be >= 1, got " << chunk);
-    detail::check_calibration(Y.cols(), X.cols(), X.rows(), X.cols(), Y.rows(), Y.cols(), where);
-    check_finite(X, where, "X");
-    check_finite(Y, where, "Y");
+    detail::check_calibration_set<Scalar>(Y.cols(), X.cols(), X, Y, Vector<Scalar>(), where);
     const Index n = X.cols(), m = Y.cols();
     CalibrationStats st;
     st.tokens = X.rows();

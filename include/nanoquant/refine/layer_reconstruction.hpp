@@ -163,10 +163,7 @@ public:
     /// Call at the start of every epoch.
     void next_epoch()
     {
-        if (!m_shuffle) return;
-        for (Index i = m_tokens - 1; i > 0; --i)
-            std::swap(m_perm[static_cast<std::size_t>(i)],
-                      m_perm[static_cast<std::size_t>(m_rng.below(static_cast<std::uint64_t>(i + 1)))]);
+        if (m_shuffle) m_rng.shuffle(m_perm);
     }
     /// Rows of batch `bi` of X and Y into Xb and Yb.
     template <typename Scalar>
